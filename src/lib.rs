@@ -1,0 +1,20 @@
+//! server-monitor: keeps a web server alive on a small VM.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library. The one module
+//! meant for other programs is [`logging`]: the JSON-lines logger with
+//! size-based rotation that the monitor itself uses, with the `app.log` /
+//! `errors.log` / per-logger layout for Rust services.
+#![deny(unsafe_code)]
+
+pub mod alert;
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod logging;
+pub mod monitor;
+pub mod policy;
+pub mod server;
+pub mod state;
+#[allow(unsafe_code)]
+pub mod sys;
