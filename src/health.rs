@@ -1,1 +1,326 @@
-//! (in progress)
+//! One health check: `GET HEALTH_URL` under one deadline, and the pure
+//! [`classify`] that turns a status code and a body into a [`CheckOutcome`].
+//!
+//! Healthy means a 2xx status and, when the body is a JSON object with a
+//! string `status`, that status is one of `HEALTHY_STATUSES` (compared
+//! case-insensitively). Everything else is `Failed(Reason)`, whose `Display`
+//! is the short reason the log and the alerts show.
+//!
+//! The deadline covers the whole check: minreq computes one `timeout_at` for
+//! connect, send and every body read, so a server that trickles a byte a
+//! second still fails at `HEALTH_TIMEOUT`. At most [`MAX_BODY`] bytes are
+//! read; a longer body is a failure. Redirects are never followed.
+//!
+//! NOTE: minreq's timeout is whole seconds, and with a timeout set it runs the
+//! request on a short-lived helper thread (name resolution has no timeout of
+//! its own). The monitor's own code stays single-threaded; the process, for
+//! the length of a check, is not strictly.
+//!
+//! Not here: deciding what a failure means (that is `policy`), logging.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use crate::config::HealthSettings;
+
+/// The most of a body that is read; one byte more makes the check fail.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What one check found, and how long it took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub outcome: CheckOutcome,
+    pub latency: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckOutcome {
+    /// Healthy; `warnings` lists the WARN_* thresholds the body passed.
+    Healthy { warnings: Vec<String> },
+    Failed(Reason),
+}
+
+impl CheckOutcome {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, CheckOutcome::Healthy { .. })
+    }
+}
+
+/// Why a check failed: expected failures are data, not errors.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    Refused,
+    TimedOut,
+    Reset,
+    /// A non-2xx, non-3xx status.
+    Http(u16),
+    /// A 3xx; redirects are not followed.
+    Redirect { code: u16, location: Option<String> },
+    /// A JSON `status` that is not one of HEALTHY_STATUSES.
+    Status(String),
+    BodyTooLarge,
+    /// Anything else the connection or the HTTP parser reported.
+    Other(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Refused => f.write_str("refused"),
+            Reason::TimedOut => f.write_str("timed out"),
+            Reason::Reset => f.write_str("connection reset"),
+            Reason::Http(code) => write!(f, "HTTP {code}"),
+            Reason::Redirect { code, location: Some(to) } => {
+                write!(f, "HTTP {code} redirect to {} (not followed)", clip(to, 200))
+            }
+            Reason::Redirect { code, location: None } => {
+                write!(f, "HTTP {code} redirect (not followed)")
+            }
+            Reason::Status(s) => write!(f, "status {:?}", clip(s, 100)),
+            Reason::BodyTooLarge => f.write_str("body over 1 MiB"),
+            Reason::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Runs one check against `settings.health_url` with `settings.health_timeout`.
+pub fn check(settings: &HealthSettings) -> Check {
+    let started = Instant::now();
+    let outcome = match fetch(&settings.health_url, settings.health_timeout) {
+        Ok((code, body, location)) => {
+            let mut outcome = classify(code, &body, settings);
+            if let CheckOutcome::Failed(Reason::Redirect { location: l, .. }) = &mut outcome {
+                *l = location;
+            }
+            outcome
+        }
+        Err(reason) => CheckOutcome::Failed(reason),
+    };
+    Check {
+        outcome,
+        latency: started.elapsed(),
+    }
+}
+
+/// The GET itself: (status code, at most MAX_BODY + 1 bytes of body, Location).
+fn fetch(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>, Option<String>), Reason> {
+    let secs = timeout.as_secs().max(1);
+    let response = minreq::get(url)
+        .with_timeout(secs)
+        .with_follow_redirects(false)
+        .with_max_headers_size(64 * 1024)
+        .with_max_status_line_length(8 * 1024)
+        .send_lazy()
+        .map_err(from_minreq)?;
+    let code = response.status_code;
+    let location = response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+        .map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    response
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(from_io)?;
+    Ok((code, body, location))
+}
+
+fn from_minreq(err: minreq::Error) -> Reason {
+    match err {
+        minreq::Error::IoError(e) => from_io(e),
+        minreq::Error::AddressNotFound => Reason::Other("host not found".into()),
+        other => Reason::Other(other.to_string()),
+    }
+}
+
+fn from_io(err: io::Error) -> Reason {
+    use io::ErrorKind::*;
+    match err.kind() {
+        ConnectionRefused => Reason::Refused,
+        TimedOut | WouldBlock => Reason::TimedOut,
+        ConnectionReset | ConnectionAborted | BrokenPipe => Reason::Reset,
+        UnexpectedEof => Reason::Other("connection closed early".into()),
+        _ => Reason::Other(err.to_string()),
+    }
+}
+
+/// Pure: what a response with this status code and body means.
+pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutcome {
+    if (300..400).contains(&code) {
+        return CheckOutcome::Failed(Reason::Redirect { code, location: None });
+    }
+    if !(200..300).contains(&code) {
+        return CheckOutcome::Failed(Reason::Http(code));
+    }
+    if body.len() > MAX_BODY {
+        return CheckOutcome::Failed(Reason::BodyTooLarge);
+    }
+    // Not JSON, or JSON nested deeper than serde_json's limit: the 2xx decides.
+    let Ok(serde_json::Value::Object(json)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return CheckOutcome::Healthy { warnings: Vec::new() };
+    };
+    if let Some(serde_json::Value::String(status)) = json.get("status") {
+        let healthy = settings
+            .healthy_statuses
+            .iter()
+            .any(|ok| ok.eq_ignore_ascii_case(status.trim()));
+        if !healthy {
+            return CheckOutcome::Failed(Reason::Status(status.clone()));
+        }
+    }
+    CheckOutcome::Healthy {
+        warnings: warnings(&json, settings),
+    }
+}
+
+/// The WARN_* thresholds a healthy body passes, as readable lines.
+fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSettings) -> Vec<String> {
+    let num = |path: &[&str]| -> Option<f64> {
+        let mut v = json.get(path[0])?;
+        for key in &path[1..] {
+            v = v.get(key)?;
+        }
+        v.as_f64().filter(|x| x.is_finite())
+    };
+    let mut out = Vec::new();
+    if let (Some(used), Some(total)) = (num(&["memory", "used"]), num(&["memory", "total"])) {
+        if total > 0.0 {
+            let percent = used / total * 100.0;
+            if percent > s.warn_memory_percent {
+                out.push(format!(
+                    "memory at {percent:.1}% (used {used} of {total}), above {}%",
+                    s.warn_memory_percent
+                ));
+            }
+        }
+    }
+    if let Some(cpu) = num(&["system", "cpuUsage", "percent"]) {
+        if cpu > s.warn_cpu_percent {
+            out.push(format!("CPU at {cpu}%, above {}%", s.warn_cpu_percent));
+        }
+    }
+    if let Some(ms) = num(&["services", "database", "responseTime"]) {
+        if ms > s.warn_db_response_ms {
+            out.push(format!(
+                "database response time {ms} ms, above {} ms",
+                s.warn_db_response_ms
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> HealthSettings {
+        HealthSettings {
+            health_url: "http://127.0.0.1:1/health".into(),
+            health_timeout: Duration::from_secs(1),
+            healthy_statuses: ["healthy", "ok", "pass", "up"].map(String::from).to_vec(),
+            warn_memory_percent: 80.0,
+            warn_cpu_percent: 50.0,
+            warn_db_response_ms: 100.0,
+        }
+    }
+
+    fn failed(code: u16, body: &str) -> String {
+        match classify(code, body.as_bytes(), &settings()) {
+            CheckOutcome::Failed(r) => r.to_string(),
+            other => panic!("expected a failure for {code} {body:?}, got {other:?}"),
+        }
+    }
+
+    fn warnings_of(body: &str) -> Vec<String> {
+        match classify(200, body.as_bytes(), &settings()) {
+            CheckOutcome::Healthy { warnings } => warnings,
+            other => panic!("expected healthy for {body:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn healthy_needs_2xx_and_an_accepted_status() {
+        for (code, body) in [
+            (200, r#"{"status":"healthy"}"#),
+            (204, ""),
+            (200, r#"{"status":"OK"}"#),
+            (200, r#"{"status":" up "}"#),
+            (200, "plain text"),
+            (200, r#"{"status": 1}"#),
+            (200, r#"["not", "an", "object"]"#),
+            (299, r#"{"no_status": true}"#),
+        ] {
+            assert!(
+                classify(code, body.as_bytes(), &settings()).is_healthy(),
+                "{code} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn failure_reasons_are_short_and_specific() {
+        assert_eq!(failed(503, r#"{"status":"unhealthy"}"#), "HTTP 503");
+        assert_eq!(failed(404, ""), "HTTP 404");
+        assert_eq!(failed(200, r#"{"status":"unhealthy"}"#), r#"status "unhealthy""#);
+        assert_eq!(failed(302, ""), "HTTP 302 redirect (not followed)");
+        assert_eq!(failed(199, ""), "HTTP 199");
+    }
+
+    #[test]
+    fn body_over_one_mib_fails() {
+        let big = vec![b' '; MAX_BODY + 1];
+        assert_eq!(
+            classify(200, &big, &settings()),
+            CheckOutcome::Failed(Reason::BodyTooLarge)
+        );
+        assert!(classify(200, &big[..MAX_BODY], &settings()).is_healthy());
+    }
+
+    #[test]
+    fn hostile_bodies_are_a_clean_pass_or_fail() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(classify(200, deep.as_bytes(), &settings()).is_healthy());
+        assert!(classify(200, b"\xff\xfe{\"status\":\"healthy\"}", &settings()).is_healthy());
+        let long_status = format!(r#"{{"status":"{}"}}"#, "x".repeat(10_000));
+        assert!(failed(200, &long_status).len() < 120);
+    }
+
+    #[test]
+    fn thresholds_warn_but_stay_healthy() {
+        let calm = r#"{"status":"healthy","memory":{"used":150,"total":16384},
+            "system":{"cpuUsage":{"percent":5.2}},"services":{"database":{"responseTime":45}}}"#;
+        assert!(warnings_of(calm).is_empty());
+        let busy = r#"{"status":"healthy","memory":{"used":900,"total":1000},
+            "system":{"cpuUsage":{"percent":75}},"services":{"database":{"responseTime":250}}}"#;
+        let w = warnings_of(busy);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("memory at 90.0%"), "{w:?}");
+        assert!(w[1].starts_with("CPU at 75%"), "{w:?}");
+        assert!(w[2].starts_with("database response time 250 ms"), "{w:?}");
+        // A zero total or a missing field is no warning, not a division by zero.
+        assert!(warnings_of(r#"{"memory":{"used":5,"total":0}}"#).is_empty());
+    }
+
+    #[test]
+    fn refused_connection_is_reported_as_refused() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut s = settings();
+        s.health_url = format!("http://127.0.0.1:{port}/health");
+        let c = check(&s);
+        assert_eq!(c.outcome, CheckOutcome::Failed(Reason::Refused));
+    }
+}

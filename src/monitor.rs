@@ -1,1 +1,643 @@
-//! (in progress)
+//! The main loop, and the one-shot subcommands that share its pieces
+//! (`check`, `status`).
+//!
+//! Each turn: look at the shutdown flag; reap ended children and see whether
+//! the server exited; feed the events and a `Tick` to the policy; carry out
+//! every action it returns (a check, a restart, an alert, a log line), feeding
+//! results back as events; save the state; then wait until the policy's next
+//! wake-up — on the server's pidfd and the signal wake-up socket at the same
+//! time, so that a death or a signal ends the wait at once and an idle monitor
+//! costs nothing.
+//!
+//! Single-threaded: the only other threads are ctrlc's signal thread and the
+//! short-lived one minreq uses for a check with a timeout.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::alert;
+use crate::config::Config;
+use crate::health::{self, CheckOutcome};
+use crate::logging::utc_iso8601_millis;
+use crate::policy::{Action, Begin, Event, Policy, Rules, StartKind};
+use crate::server::{self, Adoption, Launch, PidFile, Server};
+use crate::state::{self, LastCheck, State};
+use crate::sys;
+
+pub const LOCK_FILE: &str = "server_monitor.lock";
+
+/// A fault of the monitor itself (not of the server): exit status 1.
+#[derive(Debug)]
+pub enum RunError {
+    AlreadyRunning { dir: PathBuf, pid: Option<u32> },
+    Io { what: String, path: PathBuf, err: io::Error },
+    Setup(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::AlreadyRunning { dir, pid } => {
+                let who = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+                write!(
+                    f,
+                    "another server-monitor{who} is already running with LOG_DIR {}",
+                    dir.display()
+                )
+            }
+            RunError::Io { what, path, err } => {
+                write!(f, "cannot {what} {}: {err}", path.display())
+            }
+            RunError::Setup(s) => f.write_str(s),
+        }
+    }
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
+    let what = what.to_string();
+    move |err| RunError::Io {
+        what,
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+pub fn create_dir_0750(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
+}
+
+/// Holds `server_monitor.lock` (an exclusive flock) for the monitor's life;
+/// the file holds the monitor's pid, for `server-monitor restart`.
+pub struct Lock {
+    _file: fs::File,
+}
+
+impl Lock {
+    pub fn acquire(dir: &Path) -> Result<Lock, RunError> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(RunError::AlreadyRunning {
+                    dir: dir.to_path_buf(),
+                    pid: lock_holder(dir),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+        }
+        file.set_len(0).map_err(io_err("write", &path))?;
+        file.rewind().map_err(io_err("write", &path))?;
+        writeln!(file, "{}", std::process::id()).map_err(io_err("write", &path))?;
+        Ok(Lock { _file: file })
+    }
+}
+
+/// The pid written in the lock file, if a monitor holds the lock.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::File::open(&path).ok()?;
+    if file.try_lock_shared().is_ok() {
+        return None; // nobody holds it
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Runs the monitor until SIGINT or SIGTERM.
+pub fn run(cfg: &Config) -> Result<(), RunError> {
+    let dir = &cfg.log.log_dir;
+    create_dir_0750(dir).map_err(io_err("create the log directory", dir))?;
+    let _lock = Lock::acquire(dir)?;
+    crate::logging::init_monitor(&crate::logging::Settings {
+        dir: dir.clone(),
+        level: cfg.log.log_level,
+        max_bytes: cfg.log.log_max_bytes,
+        backups: cfg.log.log_backups,
+        console: true,
+    })
+    .map_err(|e| RunError::Setup(format!("cannot set up logging: {e}")))?;
+
+    let signals = Signals::install()?;
+    if let Err(e) = sys::set_child_subreaper() {
+        log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
+    }
+    Monitor::new(cfg, signals).run()
+}
+
+/// SIGINT/SIGTERM (and SIGHUP unless it was ignored at start) set the
+/// shutdown flag; those and SIGUSR1 write to a socket the loop polls.
+struct Signals {
+    shutdown: Arc<AtomicBool>,
+    wake_rx: UnixDatagram,
+    _wake_tx: UnixDatagram,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, RunError> {
+        let setup = |e: io::Error| RunError::Setup(format!("cannot set up signal handling: {e}"));
+        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(setup)?;
+        wake_tx.set_nonblocking(true).map_err(setup)?;
+        wake_rx.set_nonblocking(true).map_err(setup)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        // NOTE: ctrlc's `termination` feature takes SIGHUP over too, which
+        // would undo `nohup`: remember whether it was ignored and put it back.
+        let hup_ignored = sys::is_signal_ignored(sys::SIGHUP);
+        let flag = shutdown.clone();
+        let tx = wake_tx.try_clone().map_err(setup)?;
+        ctrlc::set_handler(move || {
+            flag.store(true, Ordering::SeqCst);
+            let _ = tx.send(&[1]);
+        })
+        .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
+        if hup_ignored {
+            sys::ignore_signal(sys::SIGHUP).map_err(setup)?;
+        }
+        sys::install_usr1_handler(wake_tx.as_fd()).map_err(setup)?;
+        Ok(Signals {
+            shutdown,
+            wake_rx,
+            _wake_tx: wake_tx,
+        })
+    }
+
+    fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while self.wake_rx.recv(&mut buf).is_ok() {}
+    }
+}
+
+struct Monitor<'a> {
+    cfg: &'a Config,
+    signals: Signals,
+    policy: Policy,
+    server: Option<Server>,
+    /// A healthy server found at start that this monitor did not start.
+    foreign: bool,
+    host: String,
+    state: State,
+    saved: Option<State>,
+    next_sweep: Instant,
+}
+
+impl<'a> Monitor<'a> {
+    fn new(cfg: &'a Config, signals: Signals) -> Monitor<'a> {
+        let now = Instant::now();
+        let rules = Rules {
+            check_interval: cfg.policy.check_interval,
+            failure_threshold: cfg.policy.failure_threshold,
+            max_restart_attempts: cfg.policy.max_restart_attempts,
+            restart_cooldown: cfg.policy.restart_cooldown,
+            startup_timeout: cfg.server.startup_timeout,
+            retry_after_give_up: cfg.policy.retry_after_give_up,
+            restart_on_exit: cfg.policy.restart_on_exit,
+            can_restart: cfg.server.server_command.is_some(),
+        };
+        let started = utc_iso8601_millis(SystemTime::now());
+        let state = State {
+            monitor_pid: std::process::id(),
+            service_name: cfg.alert.service_name.clone(),
+            health_url: cfg.health.health_url.clone(),
+            max_restart_attempts: cfg.policy.max_restart_attempts,
+            started: started.clone(),
+            updated: started,
+            ..State::default()
+        };
+        Monitor {
+            cfg,
+            signals,
+            policy: Policy::new(rules, now),
+            server: None,
+            foreign: false,
+            host: crate::config::hostname(),
+            state,
+            saved: None,
+            next_sweep: now,
+        }
+    }
+
+    fn run(mut self) -> Result<(), RunError> {
+        let begin = self.begin();
+        let mut events = VecDeque::from([Event::Begin(begin)]);
+        while !self.signals.shutdown_requested() {
+            if sys::take_usr1() {
+                log::info!("planned restart requested (SIGUSR1)");
+                events.push_back(Event::PlannedRestart {
+                    by: "SIGUSR1".into(),
+                });
+            }
+            if let Some(cause) = self.server_exit() {
+                events.push_back(Event::Exited(cause));
+            }
+            events.push_back(Event::Tick);
+            while let Some(event) = events.pop_front() {
+                for action in self.policy.handle(event, Instant::now()) {
+                    if let Some(next) = self.act(action) {
+                        events.push_back(next);
+                    }
+                    if self.signals.shutdown_requested() {
+                        break;
+                    }
+                }
+            }
+            self.housekeeping();
+            self.save_state();
+            self.wait();
+        }
+        self.shut_down();
+        Ok(())
+    }
+
+    /// Adopt, watch or start: what the monitor finds decides how it begins.
+    fn begin(&mut self) -> Begin {
+        let dir = &self.cfg.log.log_dir;
+        match PidFile::read(dir) {
+            Some(Ok(record)) => match Server::adopt(&record) {
+                Adoption::Adopted(s) => {
+                    log::info!(pid = s.pid; "adopted the server this monitor started earlier (pid {})", s.pid);
+                    self.server = Some(s);
+                    return Begin::Watch;
+                }
+                Adoption::Gone => {
+                    log::info!(pid = record.pid; "the server recorded in server.pid (pid {}) has ended", record.pid);
+                    PidFile::remove(dir);
+                }
+                Adoption::Reused { now } => {
+                    log::warn!(pid = record.pid; "pid {} from server.pid now belongs to another process ({now}); not adopted, not signalled", record.pid);
+                    PidFile::remove(dir);
+                }
+            },
+            Some(Err(e)) => {
+                log::warn!(error = e.as_str(); "server.pid cannot be parsed ({e}); replacing it");
+                PidFile::remove(dir);
+            }
+            None => {}
+        }
+        let probe = health::check(&self.cfg.health);
+        if probe.outcome.is_healthy() {
+            log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers at {} but was not started by this monitor: watching it, not starting another", self.cfg.health.health_url);
+            self.foreign = true;
+            return Begin::Watch;
+        }
+        if self.cfg.server.server_command.is_some() {
+            Begin::Start
+        } else {
+            log::info!(url = self.cfg.health.health_url.as_str(); "no SERVER_COMMAND: watching {} and alerting only", self.cfg.health.health_url);
+            Begin::Watch
+        }
+    }
+
+    /// Reaps ended children; `Some(cause)` when the server has exited.
+    fn server_exit(&mut self) -> Option<String> {
+        let reaped = sys::reap_children();
+        let server = self.server.as_mut()?;
+        let cause = server.poll_exit(&reaped)?;
+        let pid = server.pid;
+        log::error!(pid = pid, cause = cause.to_string().as_str(); "server exited unexpectedly: {cause}");
+        self.server = None;
+        PidFile::remove(&self.cfg.log.log_dir);
+        self.state.server_pid = None;
+        Some(cause.to_string())
+    }
+
+    /// Carries out one action; returns the event that reports its result.
+    fn act(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Check => Some(Event::Checked(self.check())),
+            Action::Start(kind) => Some(self.start(kind)),
+            Action::Alert(a) => {
+                self.alert(&a);
+                None
+            }
+            Action::Note(n) => {
+                log::log!(n.level(), "{n}");
+                None
+            }
+        }
+    }
+
+    fn check(&mut self) -> CheckOutcome {
+        let verifying = self.policy.is_starting();
+        let c = health::check(&self.cfg.health);
+        let ms = c.latency.as_secs_f64() * 1000.0;
+        let failures = self.policy.snapshot().failures;
+        match &c.outcome {
+            CheckOutcome::Healthy { warnings } => {
+                log::debug!(latency_ms = ms, verifying = verifying; "health check passed");
+                for w in warnings {
+                    log::warn!(latency_ms = ms, warning = w.as_str(); "health threshold passed: {w}");
+                }
+            }
+            CheckOutcome::Failed(reason) => {
+                let reason = reason.to_string();
+                if verifying {
+                    log::debug!(latency_ms = ms, reason = reason.as_str(); "startup probe failed: {reason}");
+                } else {
+                    log::warn!(latency_ms = ms, reason = reason.as_str(), failures = failures + 1, threshold = self.cfg.policy.failure_threshold;
+                        "health check failed: {reason} ({}/{})", failures + 1, self.cfg.policy.failure_threshold);
+                }
+            }
+        }
+        self.state.last_check = Some(LastCheck {
+            time: utc_iso8601_millis(SystemTime::now()),
+            healthy: c.outcome.is_healthy(),
+            latency_ms: (ms * 10.0).round() / 10.0,
+            reason: match &c.outcome {
+                CheckOutcome::Failed(r) => Some(r.to_string()),
+                CheckOutcome::Healthy { .. } => None,
+            },
+        });
+        c.outcome
+    }
+
+    fn start(&mut self, kind: StartKind) -> Event {
+        let dir = &self.cfg.log.log_dir;
+        match &kind {
+            StartKind::First => {}
+            StartKind::Restart { attempt, cause, .. } => {
+                log::warn!(attempt = *attempt, max_attempts = self.cfg.policy.max_restart_attempts, cause = cause.as_str();
+                    "restarting the server (attempt {attempt}/{}): {cause}", self.cfg.policy.max_restart_attempts);
+            }
+            StartKind::Retry { cause, .. } => {
+                log::warn!(cause = cause.as_str(); "trying one more restart after giving up (RETRY_AFTER_GIVE_UP)");
+            }
+            StartKind::Planned { by } => {
+                log::info!(by = by.as_str(); "planned restart requested by {by}");
+            }
+        }
+        if kind.is_restart() {
+            self.stop_server();
+            self.state.restarts_total += 1;
+            self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
+        }
+        let Some(command) = &self.cfg.server.server_command else {
+            return Event::SpawnFailed("no SERVER_COMMAND".into());
+        };
+        let launch = Launch {
+            command,
+            workdir: self.cfg.server.server_workdir.as_deref(),
+            log_dir: dir,
+            log_max_bytes: self.cfg.log.log_max_bytes,
+            log_backups: self.cfg.log.log_backups,
+        };
+        match Server::spawn(&launch) {
+            Ok(s) => {
+                log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started (pid {})", s.pid);
+                self.state.server_pid = Some(s.pid);
+                self.server = Some(s);
+                Event::Spawned
+            }
+            Err(e) => {
+                log::error!(error = e.to_string().as_str(); "cannot start the server: {e}");
+                Event::SpawnFailed(e.to_string())
+            }
+        }
+    }
+
+    /// Stops the server this monitor runs, or a foreign one through
+    /// STOP_COMMAND; leaves no server.pid behind.
+    fn stop_server(&mut self) {
+        let timeout = self.cfg.server.stop_timeout;
+        if let Some(mut s) = self.server.take() {
+            let t = Instant::now();
+            let stopped = s.stop(timeout);
+            let how = if stopped.killed {
+                "killed (SIGKILL) after STOP_TIMEOUT"
+            } else {
+                "stopped"
+            };
+            let cause = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
+            log::info!(pid = s.pid, killed = stopped.killed, ms = t.elapsed().as_secs_f64() * 1000.0, exit = cause.as_str();
+                "server (pid {}) {how}", s.pid);
+            PidFile::remove(&self.cfg.log.log_dir);
+            self.state.server_pid = None;
+        } else if self.foreign {
+            self.foreign = false;
+            self.stop_foreign(timeout);
+        }
+    }
+
+    fn stop_foreign(&mut self, timeout: Duration) {
+        let Some(cmd) = &self.cfg.server.stop_command else {
+            log::error!("the server was not started by this monitor and cannot be stopped: set STOP_COMMAND; starting a new one anyway");
+            return;
+        };
+        log::info!(command = cmd.join(" ").as_str(); "stopping the server with STOP_COMMAND");
+        let deadline = Instant::now() + timeout;
+        let run = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        use std::os::unix::process::CommandExt as _;
+        match run {
+            Ok(mut child) => loop {
+                match child.try_wait() {
+                    Ok(Some(status)) if !status.success() => {
+                        log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed: {status}");
+                        break;
+                    }
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        log::error!("STOP_COMMAND did not finish within STOP_TIMEOUT; killing it");
+                        let _ = sys::killpg(child.id(), sys::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            },
+            Err(e) => log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND `{}`: {e}", cmd[0]),
+        }
+        // Wait for the health URL to stop answering.
+        while Instant::now() < deadline {
+            if matches!(health::check(&self.cfg.health).outcome, CheckOutcome::Failed(health::Reason::Refused)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
+    }
+
+    fn alert(&mut self, a: &crate::policy::Alert) {
+        let dir = &self.cfg.log.log_dir;
+        let tail = if matches!(a, crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }) {
+            alert::tail_lines(&dir.join(server::STDERR_LOG), alert::ERROR_TAIL_LINES)
+        } else {
+            Vec::new()
+        };
+        let now = SystemTime::now();
+        let ctx = alert::Context {
+            service_name: &self.cfg.alert.service_name,
+            host: &self.host,
+            time: now,
+            health_url: &self.cfg.health.health_url,
+            error_tail: &tail,
+        };
+        let msg = alert::render(a, &ctx);
+        let mime = alert::to_mime(&msg, &self.cfg.alert.alert_from, &self.cfg.alert.alert_email, now, &self.host);
+        match alert::write_eml(dir, &mime, msg.event, now) {
+            Ok(path) => {
+                log::info!(subject = msg.subject.as_str(), path = path.display().to_string().as_str();
+                    "alert written to {}: {}", path.display(), msg.subject)
+            }
+            Err(e) => {
+                log::error!(subject = msg.subject.as_str(), error = e.to_string().as_str(); "cannot write alert: {e}")
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + Duration::from_secs(3600);
+        let days = self.cfg.log.log_retention_days;
+        if days > 0 {
+            let removed = crate::logging::sweep_old_files(&self.cfg.log.log_dir, Duration::from_secs(u64::from(days) * 86_400));
+            if removed > 0 {
+                log::info!(removed = removed; "removed {removed} files older than LOG_RETENTION_DAYS={days}");
+            }
+        }
+    }
+
+    fn save_state(&mut self) {
+        let snap = self.policy.snapshot();
+        self.state.phase = snap.phase.to_string();
+        self.state.consecutive_failures = snap.failures;
+        self.state.restart_attempts = snap.attempts;
+        self.state.last_error = snap.last_error;
+        if self.saved.as_ref() == Some(&self.state) {
+            return;
+        }
+        // fsync only when something other than the last check changed.
+        let durable = self.saved.as_ref().is_none_or(|old| {
+            State {
+                last_check: None,
+                updated: String::new(),
+                ..old.clone()
+            } != State {
+                last_check: None,
+                updated: String::new(),
+                ..self.state.clone()
+            }
+        });
+        self.state.updated = utc_iso8601_millis(SystemTime::now());
+        if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, durable) {
+            log::warn!(error = e.to_string().as_str(); "cannot write the state file: {e}");
+        }
+        self.saved = Some(self.state.clone());
+    }
+
+    /// Sleeps until the policy's next wake-up, the server's exit or a signal.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let timeout = self
+            .policy
+            .next_wakeup()
+            .map_or(Duration::from_secs(60), |at| at.saturating_duration_since(now))
+            .min(self.next_sweep.saturating_duration_since(now));
+        if timeout.is_zero() {
+            return;
+        }
+        let mut fds = vec![self.signals.wake_rx.as_fd()];
+        if let Some(s) = &self.server {
+            fds.push(s.pidfd());
+        }
+        let _ = sys::poll_readable(&fds, timeout);
+        self.signals.drain();
+    }
+
+    fn shut_down(mut self) {
+        let dir = self.cfg.log.log_dir.clone();
+        if self.cfg.server.keep_server_on_exit {
+            if let Some(s) = &self.server {
+                log::info!(pid = s.pid; "monitor stopping; leaving the server (pid {}) running (KEEP_SERVER_ON_EXIT)", s.pid);
+            }
+        } else if self.server.is_some() {
+            log::info!("monitor stopping; stopping the server");
+            self.stop_server();
+            PidFile::remove(&dir);
+        }
+        self.state.phase = "stopped".into();
+        self.state.updated = utc_iso8601_millis(SystemTime::now());
+        let _ = state::write(&dir, &self.state, true);
+        log::info!("monitor stopped");
+        log::logger().flush();
+    }
+}
+
+/// `server-monitor check`: one check, one line, Nagios exit codes.
+pub fn check_once(cfg: &Config) -> i32 {
+    let c = health::check(&cfg.health);
+    let ms = c.latency.as_secs_f64() * 1000.0;
+    let url = &cfg.health.health_url;
+    match c.outcome {
+        CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
+            println!("OK - {url} healthy in {ms:.1} ms");
+            0
+        }
+        CheckOutcome::Healthy { warnings } => {
+            println!("WARNING - {url} healthy in {ms:.1} ms, but {}", warnings.join("; "));
+            1
+        }
+        CheckOutcome::Failed(reason) => {
+            println!("CRITICAL - {url} {reason} after {ms:.1} ms");
+            2
+        }
+    }
+}
+
+/// `server-monitor status [--json]`.
+pub fn status(cfg: &Config, json: bool) -> i32 {
+    let dir = &cfg.log.log_dir;
+    let running = lock_holder(dir).is_some();
+    match state::read(dir) {
+        Ok(s) if json => {
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["monitor_running"] = serde_json::Value::Bool(running);
+            println!("{v}");
+            0
+        }
+        Ok(s) => {
+            print!("{}", state::render(&s, running));
+            0
+        }
+        Err(e) => {
+            eprintln!("server-monitor: {e} ({})", dir.join(state::STATE_FILE).display());
+            if matches!(e, state::ReadError::Missing) {
+                3
+            } else {
+                1
+            }
+        }
+    }
+}

@@ -1,1 +1,1144 @@
-//! (in progress)
+//! The restart state machine: `handle(Event, now) -> Vec<Action>` and
+//! `next_wakeup()`. No I/O, no clock, no logging: time comes in as `now`, and
+//! everything worth doing or saying goes out as an [`Action`].
+//!
+//! ```text
+//!            Begin::Start                      Begin::Watch
+//!                 |                                 |
+//!                 v          Spawned                v
+//!   +------> Starting -------------> Verifying ---healthy---> Running <-----------+
+//!   |             |  SpawnFailed        |  timeout / exited      |  N failed checks |
+//!   |             +---------------------+                        |  or exited       |
+//!   |                        |                                   v                  |
+//!   |                        +----------------------------> restart due             |
+//!   |                                                            |                  |
+//!   |            cooldown not over: Pending --(not_before)-------+                  |
+//!   |            (a healthy check cancels it) -----------------------------------> +
+//!   +--- attempts left, cooldown over                                               |
+//!                attempts used up / cannot restart: GivenUp ---healthy: Recovered-->+
+//!                      (RETRY_AFTER_GIVE_UP: one more Start every so often)
+//! ```
+//!
+//! Rules enforced here (SPEC.md "How it behaves"):
+//! - checks every `CHECK_INTERVAL`, start to start; a healthy check resets the
+//!   failure count;
+//! - a restart is due at `FAILURE_THRESHOLD` failures in a row, or at once when
+//!   the server exits and `RESTART_ON_EXIT` holds;
+//! - two restarts begin at least `RESTART_COOLDOWN` apart; the first start and
+//!   planned restarts do not count;
+//! - every restart is an attempt; a verified restart sends "Restarted"; the
+//!   attempt counter resets only after `RESTART_COOLDOWN` of health since the
+//!   last verified restart;
+//! - verification probes the URL on a fast schedule (5 ms, growing to at most
+//!   250 ms apart, always under a second) until healthy or `STARTUP_TIMEOUT`; a
+//!   server that exits meanwhile fails it at once; a failed verification leaves
+//!   the failure count at the threshold, so the next restart comes when the
+//!   cooldown allows unless a check passes first;
+//! - when a restart is due with `MAX_RESTART_ATTEMPTS` used, or the last
+//!   allowed attempt fails verification, one "Down" alert, no more restarts
+//!   (but one every `RETRY_AFTER_GIVE_UP`), checks go on; the first healthy
+//!   check then sends "Recovered" and starts over;
+//! - without a server command nothing can be restarted: a due restart gives up
+//!   at once (watch-and-alert mode).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::health::CheckOutcome;
+
+/// The settings the policy needs, taken from the configuration once.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub check_interval: Duration,
+    pub failure_threshold: u32,
+    pub max_restart_attempts: u32,
+    pub restart_cooldown: Duration,
+    pub startup_timeout: Duration,
+    pub retry_after_give_up: Option<Duration>,
+    pub restart_on_exit: bool,
+    /// False when there is no SERVER_COMMAND: watch and alert only.
+    pub can_restart: bool,
+}
+
+/// How the monitor begins.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Begin {
+    /// Nothing runs yet: start the server and verify it.
+    Start,
+    /// A server is there already (adopted, or found healthy), or none can be
+    /// started: check it on the normal schedule.
+    Watch,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Begin(Begin),
+    /// Time has passed; the policy looks at its timers.
+    Tick,
+    /// The result of an [`Action::Check`].
+    Checked(CheckOutcome),
+    /// The server of the last [`Action::Start`] is running.
+    Spawned,
+    /// The last [`Action::Start`] could not start the server.
+    SpawnFailed(String),
+    /// The server process ended without being asked to; the cause reads like
+    /// `process exited with status 1`.
+    Exited(String),
+    /// Someone asked for a restart (`server-monitor restart`).
+    PlannedRestart { by: String },
+}
+
+/// Why a server is being started.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StartKind {
+    First,
+    /// An automatic restart: the `attempt`-th since the counter was reset.
+    Restart {
+        attempt: u32,
+        cause: String,
+        down_checks: u32,
+    },
+    /// The one more try after giving up (RETRY_AFTER_GIVE_UP).
+    Retry { cause: String, down_checks: u32 },
+    Planned { by: String },
+}
+
+impl StartKind {
+    /// Whether the running server must be stopped first.
+    pub fn is_restart(&self) -> bool {
+        !matches!(self, StartKind::First)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Run one health check now and feed back [`Event::Checked`].
+    Check,
+    /// Stop the server if one runs (unless `First`), start it, and feed back
+    /// [`Event::Spawned`] or [`Event::SpawnFailed`].
+    Start(StartKind),
+    Alert(Alert),
+    /// A decision worth a log line.
+    Note(Note),
+}
+
+/// The alerts the policy decides on; `alert` renders them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Alert {
+    Restarted {
+        down_checks: u32,
+        cause: String,
+    },
+    Down {
+        failures: u32,
+        attempts: u32,
+        max_attempts: u32,
+        last_error: String,
+        cause: String,
+    },
+    Recovered {
+        failures: u32,
+    },
+    /// A planned restart whose new server did not come up healthy.
+    PlannedRestartFailed {
+        by: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Note {
+    Verified { kind: StartKind, after: Duration },
+    VerifyFailed { kind: StartKind, reason: String },
+    RestartDeferred { cause: String, wait: Duration },
+    RestartCancelled,
+    GaveUp { attempts: u32, last_error: String },
+    AttemptsReset,
+    AlreadyRestarting { by: String },
+}
+
+impl Note {
+    pub fn level(&self) -> log::Level {
+        match self {
+            Note::VerifyFailed { .. } | Note::GaveUp { .. } => log::Level::Error,
+            Note::RestartDeferred { .. } | Note::AlreadyRestarting { .. } => log::Level::Warn,
+            _ => log::Level::Info,
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Verified { kind, after } => {
+                let what = match kind {
+                    StartKind::First => "server started",
+                    StartKind::Restart { .. } | StartKind::Retry { .. } => "server restarted",
+                    StartKind::Planned { .. } => "planned restart done",
+                };
+                write!(f, "{what}: healthy after {:.3}s", after.as_secs_f64())
+            }
+            Note::VerifyFailed { reason, .. } => {
+                write!(f, "server failed verification: {reason}")
+            }
+            Note::RestartDeferred { cause, wait } => write!(
+                f,
+                "restart due ({cause}), waiting {:.1}s for the cooldown",
+                wait.as_secs_f64()
+            ),
+            Note::RestartCancelled => f.write_str("server is healthy again; restart cancelled"),
+            Note::GaveUp { attempts, last_error } => write!(
+                f,
+                "giving up after {attempts} restart attempts (last error: {last_error}); manual intervention required"
+            ),
+            Note::AttemptsReset => f.write_str("server stayed healthy; restart attempts reset"),
+            Note::AlreadyRestarting { by } => {
+                write!(f, "restart requested by {by} ignored: a start is in progress")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Phase {
+    Idle,
+    /// A Start action is out; waiting for Spawned or SpawnFailed.
+    Starting { kind: StartKind },
+    Verifying {
+        kind: StartKind,
+        started: Instant,
+        deadline: Instant,
+        next_probe: Instant,
+        last_failure: Option<String>,
+    },
+    Running { healthy_since: Option<Instant> },
+    /// A restart is due; the cooldown holds it until `not_before`.
+    Pending {
+        not_before: Instant,
+        cause: String,
+        down_checks: u32,
+    },
+    GivenUp { retry_at: Option<Instant> },
+}
+
+/// The shortest and longest gap between two verification probes.
+const PROBE_MIN: Duration = Duration::from_millis(5);
+const PROBE_MAX: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    rules: Rules,
+    phase: Phase,
+    next_check: Instant,
+    failures: u32,
+    attempts: u32,
+    last_restart: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// What the state file and `status` show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub phase: &'static str,
+    pub failures: u32,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+impl Policy {
+    pub fn new(rules: Rules, now: Instant) -> Policy {
+        Policy {
+            rules,
+            phase: Phase::Idle,
+            next_check: now,
+            failures: 0,
+            attempts: 0,
+            last_restart: None,
+            last_error: None,
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let phase = match self.phase {
+            Phase::Idle => "idle",
+            Phase::Starting { .. } => "starting",
+            Phase::Verifying { .. } => "verifying",
+            Phase::Running { .. } => "running",
+            Phase::Pending { .. } => "restart-pending",
+            Phase::GivenUp { .. } => "given-up",
+        };
+        Snapshot {
+            phase,
+            failures: self.failures,
+            attempts: self.attempts,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// True while a start is out or being verified (checks are suspended).
+    pub fn is_starting(&self) -> bool {
+        matches!(self.phase, Phase::Starting { .. } | Phase::Verifying { .. })
+    }
+
+    /// When `handle(Event::Tick, _)` has something to do next.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Idle | Phase::Starting { .. } => None,
+            Phase::Verifying {
+                deadline,
+                next_probe,
+                ..
+            } => Some((*next_probe).min(*deadline)),
+            Phase::Running { .. } => Some(self.next_check),
+            Phase::Pending { not_before, .. } => Some(self.next_check.min(*not_before)),
+            Phase::GivenUp { retry_at } => {
+                Some(retry_at.map_or(self.next_check, |r| r.min(self.next_check)))
+            }
+        }
+    }
+
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Begin(Begin::Start) => self.start(StartKind::First, now, &mut out),
+            Event::Begin(Begin::Watch) => {
+                self.phase = Phase::Running {
+                    healthy_since: None,
+                };
+                self.next_check = now;
+            }
+            Event::Tick => self.tick(now, &mut out),
+            Event::Checked(outcome) => self.checked(outcome, now, &mut out),
+            Event::Spawned => {
+                if let Phase::Starting { kind } = &self.phase {
+                    self.phase = Phase::Verifying {
+                        kind: kind.clone(),
+                        started: now,
+                        deadline: now + self.rules.startup_timeout,
+                        next_probe: now,
+                        last_failure: None,
+                    };
+                }
+            }
+            Event::SpawnFailed(reason) => {
+                if let Phase::Starting { kind } = &self.phase {
+                    let kind = kind.clone();
+                    self.verify_failed(kind, reason, now, &mut out);
+                }
+            }
+            Event::Exited(cause) => self.exited(cause, now, &mut out),
+            Event::PlannedRestart { by } => {
+                if self.is_starting() {
+                    out.push(Action::Note(Note::AlreadyRestarting { by }));
+                } else {
+                    self.start(StartKind::Planned { by }, now, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match &mut self.phase {
+            Phase::Idle | Phase::Starting { .. } => {}
+            Phase::Verifying {
+                kind,
+                started,
+                deadline,
+                next_probe,
+                last_failure,
+            } => {
+                if now >= *deadline {
+                    let reason = format!(
+                        "not healthy within {}s ({})",
+                        fmt_secs(self.rules.startup_timeout),
+                        last_failure.as_deref().unwrap_or("no answer")
+                    );
+                    let kind = kind.clone();
+                    self.verify_failed(kind, reason, now, out);
+                } else if now >= *next_probe {
+                    *next_probe = now + probe_gap(now - *started);
+                    out.push(Action::Check);
+                }
+            }
+            Phase::Pending {
+                not_before,
+                cause,
+                down_checks,
+            } => {
+                if now >= *not_before {
+                    let (cause, down_checks) = (cause.clone(), *down_checks);
+                    self.restart_due(cause, down_checks, now, out);
+                } else {
+                    self.check_if_due(now, out);
+                }
+            }
+            Phase::GivenUp { retry_at } => {
+                if retry_at.is_some_and(|at| now >= at) {
+                    let cause = self.last_error.clone().unwrap_or_default();
+                    let kind = StartKind::Retry {
+                        cause,
+                        down_checks: self.failures,
+                    };
+                    self.start(kind, now, out);
+                } else {
+                    self.check_if_due(now, out);
+                }
+            }
+            Phase::Running { .. } => self.check_if_due(now, out),
+        }
+    }
+
+    fn check_if_due(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if now >= self.next_check {
+            // Start to start: a slow check does not stretch the cadence, but
+            // checks never queue up behind one another either.
+            self.next_check = (self.next_check + self.rules.check_interval).max(now);
+            out.push(Action::Check);
+        }
+    }
+
+    fn checked(&mut self, outcome: CheckOutcome, now: Instant, out: &mut Vec<Action>) {
+        let healthy = outcome.is_healthy();
+        let reason = match &outcome {
+            CheckOutcome::Failed(r) => r.to_string(),
+            CheckOutcome::Healthy { .. } => String::new(),
+        };
+        match &mut self.phase {
+            Phase::Idle | Phase::Starting { .. } => {}
+            Phase::Verifying {
+                kind,
+                started,
+                last_failure,
+                ..
+            } => {
+                if healthy {
+                    let note = Note::Verified {
+                        kind: kind.clone(),
+                        after: now - *started,
+                    };
+                    let kind = kind.clone();
+                    self.verified(kind, now, out);
+                    out.push(Action::Note(note));
+                } else {
+                    *last_failure = Some(reason);
+                }
+            }
+            Phase::Running { healthy_since } => {
+                if healthy {
+                    self.failures = 0;
+                    let since = *healthy_since.get_or_insert(now);
+                    if self.attempts > 0 && now >= since + self.rules.restart_cooldown {
+                        self.attempts = 0;
+                        out.push(Action::Note(Note::AttemptsReset));
+                    }
+                } else {
+                    *healthy_since = None;
+                    self.failures += 1;
+                    self.last_error = Some(reason.clone());
+                    if self.failures >= self.rules.failure_threshold {
+                        let cause = format!("{} failed checks, last: {reason}", self.failures);
+                        self.restart_due(cause, self.failures, now, out);
+                    }
+                }
+            }
+            Phase::Pending { .. } => {
+                if healthy {
+                    self.failures = 0;
+                    self.phase = Phase::Running {
+                        healthy_since: Some(now),
+                    };
+                    out.push(Action::Note(Note::RestartCancelled));
+                } else {
+                    self.failures += 1;
+                    self.last_error = Some(reason);
+                }
+            }
+            Phase::GivenUp { .. } => {
+                if healthy {
+                    out.push(Action::Alert(Alert::Recovered {
+                        failures: self.failures,
+                    }));
+                    self.failures = 0;
+                    self.attempts = 0;
+                    self.phase = Phase::Running {
+                        healthy_since: Some(now),
+                    };
+                } else {
+                    self.failures += 1;
+                    self.last_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    fn exited(&mut self, cause: String, now: Instant, out: &mut Vec<Action>) {
+        match &self.phase {
+            Phase::Verifying { kind, .. } => {
+                let kind = kind.clone();
+                self.verify_failed(kind, cause, now, out);
+            }
+            Phase::Running { .. } => {
+                self.phase = Phase::Running {
+                    healthy_since: None,
+                };
+                self.last_error = Some(cause.clone());
+                if self.rules.restart_on_exit {
+                    self.restart_due(cause, self.failures, now, out);
+                }
+            }
+            Phase::Idle | Phase::Starting { .. } | Phase::Pending { .. } | Phase::GivenUp { .. } => {
+                self.last_error = Some(cause);
+            }
+        }
+    }
+
+    fn verified(&mut self, kind: StartKind, now: Instant, out: &mut Vec<Action>) {
+        match &kind {
+            StartKind::Restart {
+                cause, down_checks, ..
+            } => out.push(Action::Alert(Alert::Restarted {
+                down_checks: *down_checks,
+                cause: cause.clone(),
+            })),
+            StartKind::Retry { cause, down_checks } => {
+                self.attempts = 0;
+                out.push(Action::Alert(Alert::Restarted {
+                    down_checks: *down_checks,
+                    cause: cause.clone(),
+                }));
+            }
+            StartKind::First | StartKind::Planned { .. } => {}
+        }
+        self.failures = 0;
+        self.phase = Phase::Running {
+            healthy_since: Some(now),
+        };
+        self.next_check = now + self.rules.check_interval;
+    }
+
+    fn verify_failed(&mut self, kind: StartKind, reason: String, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Note(Note::VerifyFailed {
+            kind: kind.clone(),
+            reason: reason.clone(),
+        }));
+        self.last_error = Some(reason.clone());
+        self.failures = self.failures.max(self.rules.failure_threshold);
+        self.next_check = now + self.rules.check_interval;
+        match kind {
+            StartKind::Retry { .. } => {
+                self.phase = Phase::GivenUp {
+                    retry_at: self.rules.retry_after_give_up.map(|d| now + d),
+                };
+            }
+            StartKind::Planned { by } => {
+                out.push(Action::Alert(Alert::PlannedRestartFailed {
+                    by,
+                    reason: reason.clone(),
+                }));
+                self.phase = Phase::Running {
+                    healthy_since: None,
+                };
+                self.restart_due(reason, self.failures, now, out);
+            }
+            StartKind::First | StartKind::Restart { .. } => {
+                self.phase = Phase::Running {
+                    healthy_since: None,
+                };
+                self.restart_due(reason, self.failures, now, out);
+            }
+        }
+    }
+
+    fn restart_due(&mut self, cause: String, down_checks: u32, now: Instant, out: &mut Vec<Action>) {
+        if !self.rules.can_restart || self.attempts >= self.rules.max_restart_attempts {
+            return self.give_up(cause, now, out);
+        }
+        if let Some(last) = self.last_restart {
+            let not_before = last + self.rules.restart_cooldown;
+            if now < not_before {
+                if !matches!(self.phase, Phase::Pending { .. }) {
+                    out.push(Action::Note(Note::RestartDeferred {
+                        cause: cause.clone(),
+                        wait: not_before - now,
+                    }));
+                }
+                self.phase = Phase::Pending {
+                    not_before,
+                    cause,
+                    down_checks,
+                };
+                return;
+            }
+        }
+        let kind = StartKind::Restart {
+            attempt: self.attempts + 1,
+            cause,
+            down_checks,
+        };
+        self.start(kind, now, out);
+    }
+
+    fn start(&mut self, kind: StartKind, now: Instant, out: &mut Vec<Action>) {
+        if let StartKind::Restart { .. } = kind {
+            self.attempts += 1;
+            self.last_restart = Some(now);
+        }
+        self.phase = Phase::Starting { kind: kind.clone() };
+        out.push(Action::Start(kind));
+    }
+
+    fn give_up(&mut self, cause: String, now: Instant, out: &mut Vec<Action>) {
+        let last_error = self.last_error.clone().unwrap_or_else(|| cause.clone());
+        out.push(Action::Note(Note::GaveUp {
+            attempts: self.attempts,
+            last_error: last_error.clone(),
+        }));
+        out.push(Action::Alert(Alert::Down {
+            failures: self.failures,
+            attempts: self.attempts,
+            max_attempts: self.rules.max_restart_attempts,
+            last_error,
+            cause,
+        }));
+        self.phase = Phase::GivenUp {
+            retry_at: self.rules.retry_after_give_up.map(|d| now + d),
+        };
+    }
+}
+
+/// The gap before the next verification probe: a tenth of the time waited so
+/// far, between 5 ms and 250 ms — quick for a fast server, cheap for a slow one.
+fn probe_gap(waited: Duration) -> Duration {
+    (waited / 10).clamp(PROBE_MIN, PROBE_MAX)
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Reason;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn rules() -> Rules {
+        Rules {
+            check_interval: 10 * SEC,
+            failure_threshold: 3,
+            max_restart_attempts: 3,
+            restart_cooldown: 60 * SEC,
+            startup_timeout: 10 * SEC,
+            retry_after_give_up: None,
+            restart_on_exit: true,
+            can_restart: true,
+        }
+    }
+
+    fn healthy() -> Event {
+        Event::Checked(CheckOutcome::Healthy { warnings: vec![] })
+    }
+
+    fn failed() -> Event {
+        Event::Checked(CheckOutcome::Failed(Reason::TimedOut))
+    }
+
+    /// A policy driven through its steps with a clock the test moves.
+    struct Scenario {
+        p: Policy,
+        t0: Instant,
+        now: Instant,
+        alerts: Vec<Alert>,
+        starts: Vec<StartKind>,
+    }
+
+    impl Scenario {
+        fn new(rules: Rules) -> Scenario {
+            let t0 = Instant::now();
+            Scenario {
+                p: Policy::new(rules, t0),
+                t0,
+                now: t0,
+                alerts: vec![],
+                starts: vec![],
+            }
+        }
+
+        /// Started, verified and running.
+        fn running(rules: Rules) -> Scenario {
+            let mut s = Scenario::new(rules);
+            s.feed(Event::Begin(Begin::Start));
+            s.feed(Event::Spawned);
+            s.feed(Event::Tick);
+            s.feed(healthy());
+            assert_eq!(s.p.snapshot().phase, "running");
+            s
+        }
+
+        fn at(&mut self, secs: f64) -> &mut Scenario {
+            self.now = self.t0 + Duration::from_secs_f64(secs);
+            self
+        }
+
+        fn feed(&mut self, e: Event) -> Vec<Action> {
+            let actions = self.p.handle(e, self.now);
+            for a in &actions {
+                match a {
+                    Action::Alert(al) => self.alerts.push(al.clone()),
+                    Action::Start(k) => self.starts.push(k.clone()),
+                    _ => {}
+                }
+            }
+            actions
+        }
+
+        /// One regular check at `secs` with the given result (a Tick first).
+        fn check_at(&mut self, secs: f64, ev: Event) -> Vec<Action> {
+            self.at(secs);
+            let tick = self.feed(Event::Tick);
+            assert!(tick.contains(&Action::Check), "no check due at {secs}s: {tick:?}");
+            self.feed(ev)
+        }
+
+        fn restarts(&self) -> usize {
+            self.starts.iter().filter(|k| matches!(k, StartKind::Restart { .. })).count()
+        }
+
+        fn phase(&self) -> &'static str {
+            self.p.snapshot().phase
+        }
+    }
+
+    #[test]
+    fn first_start_is_verified_without_alert() {
+        let mut s = Scenario::new(rules());
+        assert_eq!(s.feed(Event::Begin(Begin::Start)), vec![Action::Start(StartKind::First)]);
+        s.feed(Event::Spawned);
+        assert_eq!(s.feed(Event::Tick), vec![Action::Check]);
+        s.at(0.05).feed(healthy());
+        assert_eq!(s.phase(), "running");
+        assert!(s.alerts.is_empty());
+        assert_eq!(s.p.snapshot().attempts, 0);
+    }
+
+    #[test]
+    fn verification_probes_fast_and_at_least_every_second() {
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        s.feed(Event::Spawned);
+        let mut probes = vec![];
+        let mut t = 0.0;
+        while t < 9.5 {
+            s.at(t);
+            if s.feed(Event::Tick).contains(&Action::Check) {
+                probes.push(t);
+                s.feed(Event::Checked(CheckOutcome::Failed(Reason::Refused)));
+            }
+            t += 0.001;
+        }
+        assert!(probes.len() > 30, "{probes:?}");
+        assert!(probes[1] - probes[0] < 0.0075, "first probes 5 ms apart: {probes:?}");
+        for w in probes.windows(2) {
+            assert!(w[1] - w[0] <= 1.0, "gap over a second: {w:?}");
+        }
+    }
+
+    #[test]
+    fn restarts_after_failure_threshold() {
+        let mut s = Scenario::running(rules());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        assert_eq!(s.restarts(), 0);
+        let actions = s.check_at(30.0, failed());
+        assert_eq!(
+            actions,
+            vec![Action::Start(StartKind::Restart {
+                attempt: 1,
+                cause: "3 failed checks, last: timed out".into(),
+                down_checks: 3,
+            })]
+        );
+    }
+
+    #[test]
+    fn healthy_check_resets_failure_count() {
+        let mut s = Scenario::running(rules());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        s.check_at(30.0, healthy());
+        s.check_at(40.0, failed());
+        s.check_at(50.0, failed());
+        assert_eq!(s.restarts(), 0);
+        assert_eq!(s.p.snapshot().failures, 2);
+    }
+
+    #[test]
+    fn checks_run_start_to_start() {
+        let mut s = Scenario::running(rules());
+        // A check due at 10 s that is only looked at 10.5 s later still
+        // leaves the next one due at 20 s.
+        s.check_at(10.5, failed());
+        s.at(19.9);
+        assert!(s.feed(Event::Tick).is_empty());
+        assert_eq!(s.p.next_wakeup(), Some(s.t0 + 20 * SEC));
+    }
+
+    #[test]
+    fn exit_restarts_at_once_with_zero_down_checks() {
+        let mut s = Scenario::running(rules());
+        s.at(5.0);
+        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        assert_eq!(
+            actions,
+            vec![Action::Start(StartKind::Restart {
+                attempt: 1,
+                cause: "killed by signal 9".into(),
+                down_checks: 0,
+            })]
+        );
+        s.feed(Event::Spawned);
+        s.at(5.06);
+        s.feed(Event::Tick);
+        s.feed(healthy());
+        assert_eq!(
+            s.alerts,
+            vec![Alert::Restarted {
+                down_checks: 0,
+                cause: "killed by signal 9".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn exit_without_restart_on_exit_waits_for_failed_checks() {
+        let mut s = Scenario::running(Rules {
+            restart_on_exit: false,
+            ..rules()
+        });
+        s.at(5.0);
+        assert!(s.feed(Event::Exited("process exited with status 1".into())).is_empty());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        assert_eq!(s.restarts(), 0);
+        s.check_at(30.0, failed());
+        assert_eq!(s.restarts(), 1);
+    }
+
+    #[test]
+    fn cooldown_defers_restart() {
+        let mut s = Scenario::running(rules());
+        s.at(5.0).feed(Event::Exited("process exited with status 1".into()));
+        s.feed(Event::Spawned);
+        s.at(5.1).feed(Event::Tick);
+        s.feed(healthy());
+        assert_eq!(s.restarts(), 1);
+        // Dies again 10 s later: the first restart began at 5 s, so the next
+        // may begin at 65 s, not before.
+        s.at(15.0);
+        let actions = s.feed(Event::Exited("process exited with status 1".into()));
+        assert!(matches!(actions[..], [Action::Note(Note::RestartDeferred { .. })]));
+        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.p.next_wakeup(), Some(s.t0 + Duration::from_secs_f64(15.1)));
+        s.at(64.9).feed(Event::Tick);
+        assert_eq!(s.restarts(), 1);
+        s.at(65.0);
+        let actions = s.feed(Event::Tick);
+        assert!(matches!(actions[..], [Action::Start(StartKind::Restart { attempt: 2, .. })]));
+    }
+
+    #[test]
+    fn first_start_does_not_count_for_cooldown() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0);
+        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        assert!(matches!(actions[..], [Action::Start(StartKind::Restart { attempt: 1, .. })]));
+    }
+
+    #[test]
+    fn healthy_check_cancels_pending_restart() {
+        let mut s = Scenario::running(Rules {
+            restart_on_exit: false,
+            ..rules()
+        });
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        s.check_at(30.0, failed());
+        s.feed(Event::Spawned);
+        s.at(30.5).feed(Event::Tick);
+        s.feed(healthy());
+        s.check_at(40.5, failed());
+        s.check_at(50.5, failed());
+        s.check_at(60.5, failed());
+        assert_eq!(s.phase(), "restart-pending");
+        s.check_at(70.5, healthy());
+        assert_eq!(s.phase(), "running");
+        s.at(95.0).feed(Event::Tick);
+        assert_eq!(s.restarts(), 1);
+    }
+
+    #[test]
+    fn attempts_reset_only_after_stable_period() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.at(1.1).feed(Event::Tick);
+        s.feed(healthy());
+        assert_eq!(s.p.snapshot().attempts, 1);
+        // Healthy checks, but not yet for RESTART_COOLDOWN since the restart.
+        s.check_at(11.1, healthy());
+        s.check_at(51.1, healthy());
+        assert_eq!(s.p.snapshot().attempts, 1);
+        let actions = s.check_at(61.1, healthy());
+        assert_eq!(actions, vec![Action::Note(Note::AttemptsReset)]);
+        assert_eq!(s.p.snapshot().attempts, 0);
+    }
+
+    #[test]
+    fn failed_check_breaks_the_stable_period() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.at(1.1).feed(Event::Tick);
+        s.feed(healthy());
+        s.check_at(31.1, failed());
+        s.check_at(41.1, healthy());
+        s.check_at(71.1, healthy());
+        assert_eq!(s.p.snapshot().attempts, 1, "healthy only since 41.1 s");
+        s.check_at(101.1, healthy());
+        assert_eq!(s.p.snapshot().attempts, 0);
+    }
+
+    /// The server dies right after every verified restart.
+    #[test]
+    fn crash_loop_after_verified_restarts_reaches_give_up() {
+        let mut s = Scenario::running(Rules {
+            restart_cooldown: 5 * SEC,
+            ..rules()
+        });
+        let mut t = 1.0;
+        for _ in 0..3 {
+            s.at(t).feed(Event::Tick);
+            s.feed(Event::Exited("process exited with status 1".into()));
+            s.feed(Event::Spawned);
+            s.at(t + 0.1).feed(Event::Tick);
+            s.feed(healthy());
+            t += 6.0;
+        }
+        assert_eq!(s.restarts(), 3);
+        s.at(t).feed(Event::Exited("process exited with status 1".into()));
+        assert_eq!(s.restarts(), 3);
+        assert_eq!(s.phase(), "given-up");
+        let downs: Vec<_> = s.alerts.iter().filter(|a| matches!(a, Alert::Down { .. })).collect();
+        assert_eq!(downs.len(), 1);
+        assert_eq!(s.alerts.len(), 4, "three Restarted, one Down: {:?}", s.alerts);
+    }
+
+    /// The server dies at once every time it is started.
+    #[test]
+    fn crash_loop_at_start_gives_up_after_last_attempt_fails() {
+        let mut s = Scenario::new(Rules {
+            restart_cooldown: SEC,
+            ..rules()
+        });
+        s.feed(Event::Begin(Begin::Start));
+        let mut t = 0.0;
+        for _ in 0..10 {
+            s.at(t);
+            s.feed(Event::Tick);
+            if matches!(s.phase(), "starting") {
+                s.feed(Event::Spawned);
+                s.at(t + 0.01);
+                s.feed(Event::Exited("process exited with status 1".into()));
+            }
+            t += 1.0;
+        }
+        assert_eq!(s.restarts(), 3);
+        assert_eq!(s.phase(), "given-up");
+        match &s.alerts[..] {
+            [Alert::Down {
+                attempts: 3,
+                max_attempts: 3,
+                last_error,
+                ..
+            }] => assert_eq!(last_error, "process exited with status 1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A server that starts but never answers healthy.
+    #[test]
+    fn stays_broken_exactly_max_attempts_then_gives_up_once() {
+        let mut s = Scenario::new(Rules {
+            check_interval: SEC,
+            restart_cooldown: 2 * SEC,
+            startup_timeout: 3 * SEC,
+            ..rules()
+        });
+        s.feed(Event::Begin(Begin::Start));
+        let mut t = 0.0;
+        while t < 60.0 {
+            s.at(t);
+            for a in s.feed(Event::Tick) {
+                if a == Action::Check {
+                    s.feed(Event::Checked(CheckOutcome::Failed(Reason::Http(503))));
+                }
+            }
+            if s.phase() == "starting" {
+                s.feed(Event::Spawned);
+            }
+            t += 0.01;
+        }
+        assert_eq!(s.restarts(), 3);
+        assert_eq!(s.alerts.len(), 1, "{:?}", s.alerts);
+        assert!(matches!(&s.alerts[0], Alert::Down { attempts: 3, max_attempts: 3, last_error, .. }
+            if last_error.contains("HTTP 503")));
+        // Restarts began at least RESTART_COOLDOWN apart.
+        assert_eq!(s.phase(), "given-up");
+    }
+
+    #[test]
+    fn gives_up_once_and_recovers_when_fixed() {
+        let mut s = Scenario::running(Rules {
+            max_restart_attempts: 1,
+            ..rules()
+        });
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.at(11.0).feed(Event::Tick);
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.alerts.len(), 1);
+        for i in 1..9 {
+            s.check_at(11.0 + i as f64 * 10.0, failed());
+        }
+        assert_eq!(s.alerts.len(), 1, "one Down alert only");
+        assert_eq!(s.restarts(), 1, "no restarts after giving up");
+        s.check_at(101.0, healthy());
+        assert_eq!(s.alerts.last(), Some(&Alert::Recovered { failures: 11 }));
+        assert_eq!(s.phase(), "running");
+        assert_eq!(s.p.snapshot().attempts, 0);
+        // It starts over: a new exit restarts again.
+        s.at(105.0);
+        assert!(matches!(
+            s.feed(Event::Exited("x".into()))[..],
+            [Action::Start(StartKind::Restart { attempt: 1, .. })]
+        ));
+    }
+
+    #[test]
+    fn retry_after_give_up_tries_again_periodically() {
+        let mut s = Scenario::running(Rules {
+            max_restart_attempts: 1,
+            retry_after_give_up: Some(100 * SEC),
+            ..rules()
+        });
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.at(1.5).feed(Event::Exited("x".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.p.next_wakeup(), Some(s.t0 + Duration::from_secs_f64(11.5)));
+        s.at(101.4).feed(Event::Tick);
+        assert_eq!(s.starts.len(), 2);
+        s.at(101.5);
+        assert!(matches!(s.feed(Event::Tick)[..], [Action::Start(StartKind::Retry { .. })]));
+        // It fails too: still given up, no second Down alert, next retry later.
+        s.feed(Event::Spawned);
+        s.at(101.6).feed(Event::Exited("x".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.alerts.len(), 1);
+        s.at(201.6);
+        assert!(matches!(s.feed(Event::Tick)[..], [Action::Start(StartKind::Retry { .. })]));
+        s.feed(Event::Spawned);
+        s.at(201.7).feed(Event::Tick);
+        s.feed(healthy());
+        assert!(matches!(s.alerts.last(), Some(Alert::Restarted { .. })));
+        assert_eq!(s.phase(), "running");
+        assert_eq!(s.p.snapshot().attempts, 0);
+    }
+
+    #[test]
+    fn without_server_command_gives_up_at_threshold_and_recovers() {
+        let mut s = Scenario::new(Rules {
+            can_restart: false,
+            ..rules()
+        });
+        s.feed(Event::Begin(Begin::Watch));
+        s.check_at(0.0, healthy());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        s.check_at(30.0, failed());
+        assert!(s.starts.is_empty());
+        assert!(matches!(&s.alerts[..], [Alert::Down { attempts: 0, .. }]));
+        s.check_at(40.0, healthy());
+        assert!(matches!(s.alerts.last(), Some(Alert::Recovered { failures: 3 })));
+    }
+
+    #[test]
+    fn spawn_failure_counts_as_failed_attempt() {
+        let mut s = Scenario::running(Rules {
+            max_restart_attempts: 1,
+            ..rules()
+        });
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::SpawnFailed("cannot run `nope`: No such file".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert!(matches!(&s.alerts[..], [Alert::Down { last_error, .. }] if last_error.contains("nope")));
+    }
+
+    #[test]
+    fn planned_restart_ignores_cooldown_and_counts_nothing() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.at(1.1).feed(Event::Tick);
+        s.feed(healthy());
+        s.at(2.0);
+        let actions = s.feed(Event::PlannedRestart { by: "pid 42".into() });
+        assert_eq!(actions, vec![Action::Start(StartKind::Planned { by: "pid 42".into() })]);
+        s.feed(Event::Spawned);
+        s.at(2.1).feed(Event::Tick);
+        s.feed(healthy());
+        assert_eq!(s.p.snapshot().attempts, 1);
+        assert_eq!(s.alerts.len(), 1, "only the earlier Restarted alert");
+        // A second request while starting is ignored.
+        s.at(3.0).feed(Event::PlannedRestart { by: "a".into() });
+        let again = s.feed(Event::PlannedRestart { by: "b".into() });
+        assert!(matches!(again[..], [Action::Note(Note::AlreadyRestarting { .. })]));
+    }
+
+    #[test]
+    fn failed_planned_restart_alerts_and_falls_back_to_the_rules() {
+        let mut s = Scenario::running(rules());
+        s.at(2.0).feed(Event::PlannedRestart { by: "pid 42".into() });
+        s.feed(Event::Spawned);
+        s.at(2.1).feed(Event::Exited("process exited with status 3".into()));
+        assert!(matches!(&s.alerts[..], [Alert::PlannedRestartFailed { .. }]));
+        assert_eq!(s.restarts(), 1, "an automatic restart follows");
+    }
+
+    #[test]
+    fn wall_clock_is_not_consulted() {
+        // The policy only sees the Instants it is given: the same sequence at a
+        // different origin gives the same actions.
+        let run = |offset: u64| {
+            let t0 = Instant::now() + Duration::from_secs(offset);
+            let mut p = Policy::new(rules(), t0);
+            let mut all = vec![];
+            all.extend(p.handle(Event::Begin(Begin::Watch), t0));
+            for i in 0..5 {
+                let now = t0 + 10 * SEC * i;
+                all.extend(p.handle(Event::Tick, now));
+                all.extend(p.handle(failed(), now));
+            }
+            all
+        };
+        assert_eq!(run(0), run(1_000_000));
+    }
+}

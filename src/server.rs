@@ -1,1 +1,490 @@
-//! (in progress)
+//! The server process: start it in its own process group with its output
+//! going through two log-writer processes, notice its exit at once (a pidfd),
+//! stop it (SIGTERM to the group, `STOP_TIMEOUT`, SIGKILL to the group, reap),
+//! and adopt one that an earlier monitor started (pid, start time and command
+//! line recorded in `server.pid` must all match).
+//!
+//! Never by name or pattern: only the pid we spawned or verified, and its
+//! process group. A pid whose start time differs from the pid file's belongs
+//! to another process now; it is neither adopted nor signalled.
+//!
+//! Not here: when to start or stop (that is `policy`), logging of decisions.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, WaitStatus};
+
+pub const PID_FILE: &str = "server.pid";
+pub const STDOUT_LOG: &str = "server.log";
+pub const STDERR_LOG: &str = "server_error.log";
+
+/// What `server.pid` holds: enough to recognise the same process later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PidFile {
+    pub pid: u32,
+    /// Field 22 of /proc/PID/stat: clock ticks after boot.
+    pub start_time: u64,
+    pub command: Vec<String>,
+}
+
+impl PidFile {
+    /// The pid alone on the first line (so `kill $(head -1 server.pid)`
+    /// works), then `start_time=` and `command=` (a JSON array).
+    pub fn format(&self) -> String {
+        let command = serde_json::to_string(&self.command).unwrap_or_else(|_| "[]".into());
+        format!(
+            "{}\nstart_time={}\ncommand={}\n",
+            self.pid, self.start_time, command
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<PidFile, String> {
+        let mut lines = text.lines();
+        let pid = lines
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .filter(|&p| p > 1)
+            .ok_or("the first line is not a pid")?;
+        let (mut start_time, mut command) = (None, None);
+        for line in lines {
+            if let Some(v) = line.strip_prefix("start_time=") {
+                start_time = v.trim().parse::<u64>().ok();
+            } else if let Some(v) = line.strip_prefix("command=") {
+                command = serde_json::from_str::<Vec<String>>(v).ok();
+            }
+        }
+        Ok(PidFile {
+            pid,
+            start_time: start_time.ok_or("no valid start_time= line")?,
+            command: command.ok_or("no valid command= line")?,
+        })
+    }
+
+    pub fn read(dir: &Path) -> Option<Result<PidFile, String>> {
+        let text = fs::read_to_string(dir.join(PID_FILE)).ok()?;
+        Some(PidFile::parse(&text))
+    }
+
+    /// Written to a temporary file and renamed, so a reader never sees half.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        write_atomic(&dir.join(PID_FILE), self.format().as_bytes(), false)
+    }
+
+    pub fn remove(dir: &Path) {
+        let _ = fs::remove_file(dir.join(PID_FILE));
+    }
+}
+
+/// Writes `data` to `path` through `path.tmp` and a rename; `sync` adds an
+/// fsync before the rename (durable across a power cut, not just a crash).
+pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    if sync {
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// The parts of /proc/PID/stat we use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcStat {
+    pub state: char,
+    pub pgrp: u32,
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Parses the text of /proc/PID/stat; the command name in parentheses may
+    /// itself hold spaces and parentheses, so fields are counted after the last `)`.
+    pub fn parse(text: &str) -> Option<ProcStat> {
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state); pgrp is field 5, starttime field 22.
+        Some(ProcStat {
+            state: fields.first()?.chars().next()?,
+            pgrp: fields.get(2)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    pub fn read(pid: u32) -> Option<ProcStat> {
+        ProcStat::parse(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// A zombie has ended; only its parent's wait is missing.
+    pub fn is_alive(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+pub fn proc_cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// Whether any live (non-zombie) process is left in process group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    if !sys::group_exists(pgid) {
+        return false;
+    }
+    // Members exist, but zombies count as gone: look at each in /proc.
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(ProcStat::read)
+        .any(|s| s.pgrp == pgid && s.is_alive())
+}
+
+/// How the server ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExitCause {
+    Status(WaitStatus),
+    /// An adopted server is not our child: its status cannot be read.
+    Unknown,
+}
+
+impl fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitCause::Status(WaitStatus::Exited(code)) => {
+                write!(f, "process exited with status {code}")
+            }
+            ExitCause::Status(WaitStatus::Signaled(sig)) => match signal_name(*sig) {
+                Some(name) => write!(f, "killed by signal {sig} ({name})"),
+                None => write!(f, "killed by signal {sig}"),
+            },
+            ExitCause::Unknown => f.write_str("process exited (status unknown: adopted process)"),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+/// A running server, started by this monitor or adopted from an earlier one.
+#[derive(Debug)]
+pub struct Server {
+    pub pid: u32,
+    pub pgid: u32,
+    /// True when this process is its parent (it can be reaped, its status read).
+    pub is_child: bool,
+    pidfd: OwnedFd,
+    start_time: u64,
+    /// Set once the exit is seen.
+    exited: Option<ExitCause>,
+}
+
+#[derive(Debug)]
+pub struct SpawnError(pub String);
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What is needed to start a server.
+pub struct Launch<'a> {
+    pub command: &'a [String],
+    pub workdir: Option<&'a Path>,
+    pub log_dir: &'a Path,
+    pub log_max_bytes: u64,
+    pub log_backups: u32,
+}
+
+/// What became of the pid in `server.pid`.
+#[derive(Debug)]
+pub enum Adoption {
+    Adopted(Server),
+    /// The process has ended (or is a zombie).
+    Gone,
+    /// The pid now belongs to another process (start time or command differs).
+    Reused { now: String },
+}
+
+impl Server {
+    /// Starts the server in its own process group, stdout and stderr each
+    /// through a log-writer process (this binary, `__capture`), and writes
+    /// `server.pid`.
+    pub fn spawn(launch: &Launch<'_>) -> Result<Server, SpawnError> {
+        let program = launch
+            .command
+            .first()
+            .ok_or_else(|| SpawnError("SERVER_COMMAND is empty".into()))?;
+        let out = capture_pipe(launch, STDOUT_LOG)?;
+        let err = capture_pipe(launch, STDERR_LOG)?;
+        let mut cmd = Command::new(program);
+        cmd.args(&launch.command[1..])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        if let Some(dir) = launch.workdir {
+            cmd.current_dir(dir);
+        }
+        // The Child handle is dropped: reaping is done by pid (sys::reap_children),
+        // which also collects orphaned grandchildren.
+        let child = cmd.spawn().map_err(|e| {
+            SpawnError(format!("cannot start `{program}`: {e}"))
+        })?;
+        let pid = child.id();
+        drop(child);
+        let pidfd = sys::pidfd_open(pid)
+            .map_err(|e| SpawnError(format!("pidfd_open({pid}) failed: {e}")))?;
+        // std's spawn returns after exec succeeded, so /proc shows the server.
+        let stat = ProcStat::read(pid);
+        let server = Server {
+            pid,
+            pgid: pid,
+            is_child: true,
+            pidfd,
+            start_time: stat.map_or(0, |s| s.start_time),
+            exited: None,
+        };
+        let record = PidFile {
+            pid,
+            start_time: server.start_time,
+            command: proc_cmdline(pid).unwrap_or_else(|| launch.command.to_vec()),
+        };
+        if let Err(e) = record.write(launch.log_dir) {
+            log::error!(pid = pid, error = e.to_string().as_str(); "cannot write {PID_FILE}");
+        }
+        Ok(server)
+    }
+
+    /// Adopts the process recorded in `server.pid` if it is the same one.
+    pub fn adopt(record: &PidFile) -> Adoption {
+        let describe = |s: &ProcStat| {
+            let cmd = proc_cmdline(record.pid).unwrap_or_default().join(" ");
+            format!("start time {} (recorded {}), command `{cmd}`", s.start_time, record.start_time)
+        };
+        let Some(stat) = ProcStat::read(record.pid).filter(ProcStat::is_alive) else {
+            return Adoption::Gone;
+        };
+        if stat.start_time != record.start_time
+            || proc_cmdline(record.pid).as_deref() != Some(&record.command[..])
+        {
+            return Adoption::Reused {
+                now: describe(&stat),
+            };
+        }
+        let Ok(pidfd) = sys::pidfd_open(record.pid) else {
+            return Adoption::Gone;
+        };
+        // Check again with the pidfd held: it now pins this very process.
+        match ProcStat::read(record.pid) {
+            Some(s) if s.is_alive() && s.start_time == record.start_time => {
+                Adoption::Adopted(Server {
+                    pid: record.pid,
+                    pgid: s.pgrp,
+                    is_child: false,
+                    pidfd,
+                    start_time: record.start_time,
+                    exited: None,
+                })
+            }
+            Some(s) if s.is_alive() => Adoption::Reused { now: describe(&s) },
+            _ => Adoption::Gone,
+        }
+    }
+
+    /// Readable once the server process has ended.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Looks at the server after its pidfd became readable (or any time):
+    /// `Some(cause)` once it has ended. `reaped` holds what
+    /// `sys::reap_children` collected since the last call.
+    pub fn poll_exit(&mut self, reaped: &[(u32, WaitStatus)]) -> Option<ExitCause> {
+        if self.exited.is_some() {
+            return self.exited.clone();
+        }
+        if let Some((_, status)) = reaped.iter().find(|(pid, _)| *pid == self.pid) {
+            self.exited = Some(ExitCause::Status(*status));
+        } else if !self.is_child {
+            let alive = ProcStat::read(self.pid)
+                .is_some_and(|s| s.is_alive() && s.start_time == self.start_time);
+            if !alive {
+                self.exited = Some(ExitCause::Unknown);
+            }
+        }
+        self.exited.clone()
+    }
+
+    /// Stops the server: SIGTERM to its process group, up to `timeout` for
+    /// the group to go, then SIGKILL to the group, and reap. What is left of
+    /// the group is stopped even when the leader already died. Returns how
+    /// the leader ended, when known, and whether SIGKILL was needed.
+    pub fn stop(&mut self, timeout: Duration) -> Stopped {
+        let mut killed = false;
+        let mut reap = |server: &mut Server| {
+            let reaped = sys::reap_children();
+            server.poll_exit(&reaped);
+        };
+        reap(self);
+        if group_alive(self.pgid) {
+            let _ = sys::killpg(self.pgid, sys::SIGTERM);
+            if !self.wait_group_gone(timeout, &mut reap) {
+                killed = true;
+                let _ = sys::killpg(self.pgid, sys::SIGKILL);
+                // SIGKILL cannot be caught; a second is plenty for the kernel.
+                self.wait_group_gone(Duration::from_secs(1), &mut reap);
+            }
+        }
+        reap(self);
+        Stopped {
+            cause: self.exited.clone(),
+            killed,
+        }
+    }
+
+    fn wait_group_gone(&mut self, timeout: Duration, reap: &mut impl FnMut(&mut Server)) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            reap(self);
+            if !group_alive(self.pgid) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // The leader's exit wakes us at once; other members are polled.
+            let slice = (deadline - now).min(Duration::from_millis(10));
+            if self.exited.is_none() {
+                let _ = sys::poll_readable(&[self.pidfd.as_fd()], slice);
+            } else {
+                std::thread::sleep(slice);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Stopped {
+    pub cause: Option<ExitCause>,
+    pub killed: bool,
+}
+
+/// A pipe whose read end goes to a new log-writer process for `file`; returns
+/// the write end for the server.
+fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> {
+    let fail = |e: io::Error| SpawnError(format!("cannot set up capture of {file}: {e}"));
+    let (reader, writer) = io::pipe().map_err(fail)?;
+    let path = launch.log_dir.join(file);
+    // /proc/self/exe still runs this binary after it was replaced on disk.
+    let writer_proc = Command::new("/proc/self/exe")
+        .arg0("server-monitor")
+        .arg("__capture")
+        .arg(&path)
+        .arg(launch.log_max_bytes.to_string())
+        .arg(launch.log_backups.to_string())
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own group: a ^C in the terminal or a stop of the server's group
+        // must not end it before it has written the last lines.
+        .process_group(0)
+        .spawn()
+        .map_err(fail)?;
+    drop(writer_proc); // reaped by pid like every child
+    Ok(writer.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_round_trips() {
+        let p = PidFile {
+            pid: 4242,
+            start_time: 987_654,
+            command: vec!["python3".into(), "-m".into(), "a b\"c".into()],
+        };
+        let text = p.format();
+        assert!(text.starts_with("4242\n"), "pid alone on the first line");
+        assert_eq!(PidFile::parse(&text), Ok(p));
+    }
+
+    #[test]
+    fn pid_file_garbage_is_an_error_not_a_panic() {
+        for bad in ["", "abc", "1\nstart_time=1\ncommand=[]", "12\nstart_time=x\ncommand=[]", "12\nstart_time=5\n", "12\ncommand=[\"a\"]"] {
+            assert!(PidFile::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn proc_stat_parses_names_with_spaces_and_parens() {
+        let text = "1234 (my (weird) server) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55555 1000 100";
+        assert_eq!(
+            ProcStat::parse(text),
+            Some(ProcStat {
+                state: 'S',
+                pgrp: 1234,
+                start_time: 55555
+            })
+        );
+        assert!(ProcStat::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn own_process_is_alive_and_has_a_cmdline() {
+        let me = std::process::id();
+        let stat = ProcStat::read(me).unwrap();
+        assert!(stat.is_alive());
+        assert!(!proc_cmdline(me).unwrap().is_empty());
+    }
+
+    #[test]
+    fn exit_causes_read_well() {
+        assert_eq!(
+            ExitCause::Status(WaitStatus::Exited(1)).to_string(),
+            "process exited with status 1"
+        );
+        assert_eq!(
+            ExitCause::Status(WaitStatus::Signaled(9)).to_string(),
+            "killed by signal 9 (SIGKILL)"
+        );
+    }
+}

@@ -1,1 +1,187 @@
-//! (in progress)
+//! The only module with `unsafe` code: thin wrappers over the few Linux calls
+//! that std does not offer. Each wrapper returns `io::Result` and carries a
+//! `SAFETY:` note; nothing here makes decisions.
+//!
+//! What lives here: pidfds and `poll` (to wait for a process exit and a signal
+//! at once, with a deadline), `kill`/`killpg`, `waitpid(-1, WNOHANG)` reaping,
+//! the child-subreaper flag, and signal dispositions (SIGHUP under `nohup`,
+//! SIGUSR1 for planned restarts).
+//!
+//! What does not: anything that can be done with std (pipes, locks, sockets,
+//! reading `/proc`).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A file descriptor that becomes readable when process `pid` exits
+/// (Linux ≥ 5.3). Works for any process, not only our children.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; the
+    // fd is owned by nobody else, so wrapping it in OwnedFd is sound.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that we own from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; returns which
+/// ones are readable (all false on timeout). EINTR counts as a timeout with
+/// nothing ready, so that the caller looks at its flags again.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Round up so that a wait for 0.4 ms does not become a busy 0 ms poll.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfds is a valid, exclusively borrowed array of pollfd of the given length.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if ret == -1 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// Sends `sig` to process `pid`.
+pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal pid <= 1"));
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    check(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
+}
+
+/// Sends `sig` to every process of process group `pgid`.
+pub fn killpg(pgid: u32, sig: libc::c_int) -> io::Result<()> {
+    if pgid <= 1 || pgid > i32::MAX as u32 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal group <= 1"));
+    }
+    // SAFETY: killpg has no memory-safety preconditions.
+    check(unsafe { libc::killpg(pgid as libc::pid_t, sig) }).map(drop)
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Reaps every child that has ended, without blocking; returns (pid, status)
+/// pairs. Children still running are left alone.
+pub fn reap_children() -> Vec<(u32, WaitStatus)> {
+    let mut out = Vec::new();
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a valid out-pointer; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return out; // 0: children remain, none ended; -1: ECHILD or EINTR
+        }
+        let ws = if libc::WIFEXITED(status) {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            continue; // stopped/continued: not an end
+        };
+        out.push((pid as u32, ws));
+    }
+}
+
+/// Makes orphaned descendants (a server's grandchildren whose parent died)
+/// children of this process, so that they can be reaped here instead of
+/// lingering as zombies under an init that does not reap.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// True when `sig` is currently ignored (SIG_IGN), e.g. SIGHUP under `nohup`.
+pub fn is_signal_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-buffer; a null `act` only queries.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Sets `sig` to SIG_IGN (inherited across exec by the server).
+pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: signal with SIG_IGN installs no handler code.
+    if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The descriptor the SIGUSR1 handler writes a byte to. -1: none.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set by the SIGUSR1 handler; read and cleared by [`take_usr1`].
+static USR1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    USR1.store(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; the buffer is a valid local.
+        // A full socket buffer (EAGAIN) is fine: a wake-up is already pending.
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Installs a SIGUSR1 handler that sets a flag and writes a byte to `wake`
+/// (a non-blocking socket the main loop polls), so that the signal ends the
+/// loop's wait at once. `wake` must outlive the process's use of signals.
+pub fn install_usr1_handler(wake: BorrowedFd<'_>) -> io::Result<()> {
+    WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
+    // SAFETY: the handler only touches atomics and calls write(2), both
+    // async-signal-safe; the sigaction struct is fully initialised.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_usr1 as *const () as libc::sighandler_t;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        check(libc::sigaction(libc::SIGUSR1, &act, std::ptr::null_mut())).map(drop)
+    }
+}
+
+/// True once per SIGUSR1 received since the last call.
+pub fn take_usr1() -> bool {
+    USR1.swap(false, Ordering::SeqCst)
+}
+
+/// Whether process group `pgid` has any member at all, zombies included
+/// (`kill(-pgid, 0)`; EPERM means it exists but is not ours).
+pub fn group_exists(pgid: u32) -> bool {
+    if pgid <= 1 || pgid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let ret = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
+    ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
