@@ -232,7 +232,7 @@ impl<'a> Monitor<'a> {
             policy: Policy::new(rules, now),
             server: None,
             foreign: false,
-            host: crate::config::hostname(),
+            host: cfg.hostname.clone(),
             state,
             saved: None,
             next_sweep: now,
@@ -639,5 +639,33 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
                 1
             }
         }
+    }
+}
+
+/// Runs a subcommand that needs the configuration; returns the exit status.
+pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::Cli) -> u8 {
+    use crate::cli::Command;
+    // One rustls crypto provider for the whole process (ring); see Cargo.toml.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match command {
+        Command::Run => match run(cfg) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("server-monitor: {e}");
+                1
+            }
+        },
+        Command::Check => check_once(cfg) as u8,
+        Command::Status => status(cfg, cli.json) as u8,
+        Command::Config => {
+            print!("{}", cfg.render());
+            0
+        }
+        Command::TestAlert | Command::Restart => {
+            eprintln!("server-monitor: this subcommand is not available yet");
+            1
+        }
+        Command::Help | Command::Version | Command::Capture { .. } => 0,
     }
 }

@@ -60,6 +60,7 @@
 mod console;
 pub mod json;
 pub mod rotate;
+pub mod retention;
 pub(crate) mod throttle;
 
 use std::fmt;
@@ -72,6 +73,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use console::Console;
 pub use json::utc_iso8601_millis;
+pub use retention::sweep_old_files;
 pub use rotate::{backup_path, RotatingFile};
 use throttle::Throttle;
 
