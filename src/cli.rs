@@ -1,1 +1,534 @@
-//! (in progress)
+//! The hand-written argv parser: subcommand, setting flags, `--env-file`,
+//! `--json`, and the words after `--`.
+//!
+//! [`parse`] takes the arguments as data (without `argv[0]`) and never reads the
+//! process itself. It only knows which flag names exist (from
+//! [`config::SETTINGS`]) and which are booleans; it does not check values —
+//! `config::resolve` does that, so that every bad value is reported at once.
+//! It prints nothing: `main` prints a [`UsageError`] with [`USAGE`] and exits 2.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::{self, SETTINGS};
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the monitor in the foreground (no subcommand).
+    Run,
+    Check,
+    Config,
+    TestAlert,
+    Status,
+    Restart,
+    Help,
+    Version,
+    /// hidden: `server-monitor __capture FILE MAX_BYTES BACKUPS` (the log-writer process)
+    Capture {
+        file: PathBuf,
+        max_bytes: u64,
+        backups: u32,
+    },
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    /// settings given as flags, by SETTING name: `--check-interval 5` -> ("CHECK_INTERVAL", "5");
+    /// in command-line order (a later one wins)
+    pub flags: Vec<(String, String)>,
+    /// `--env-file PATH`
+    pub env_file: Option<PathBuf>,
+    /// `status --json`
+    pub json: bool,
+    /// the words after `--` (they take SERVER_COMMAND's place)
+    pub server_command: Option<Vec<String>>,
+}
+
+/// A bad command line; `Display` is the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// One short usage line, printed under a usage error.
+pub const USAGE: &str = "usage: server-monitor [SUBCOMMAND] [OPTIONS] [-- SERVER_COMMAND [ARG...]]";
+
+const SUBCOMMANDS: &[(&str, Command)] = &[
+    ("check", Command::Check),
+    ("config", Command::Config),
+    ("test-alert", Command::TestAlert),
+    ("status", Command::Status),
+    ("restart", Command::Restart),
+];
+
+/// Parses the arguments after `argv[0]`.
+///
+/// `--help`/`-h` or `--version`/`-V` anywhere before `--` wins over anything
+/// else, even an earlier bad argument (the user is asking how to fix it).
+pub fn parse(args: &[OsString]) -> Result<Cli, UsageError> {
+    if args.first().is_some_and(|a| a == "__capture") {
+        return parse_capture(&args[1..]);
+    }
+    let mut words = Vec::with_capacity(args.len());
+    for (index, arg) in args.iter().enumerate() {
+        match arg.to_str() {
+            Some(word) => words.push(word),
+            None => {
+                return Err(UsageError(format!(
+                    "argument {} is not valid UTF-8: `{}`",
+                    index + 1,
+                    arg.to_string_lossy()
+                )))
+            }
+        }
+    }
+
+    let mut cli = Cli {
+        command: Command::Run,
+        flags: Vec::new(),
+        env_file: None,
+        json: false,
+        server_command: None,
+    };
+    let mut subcommand: Option<&str> = None;
+    // The first problem is reported, but only after the rest has been looked
+    // at for `--help`.
+    let mut first_error: Option<UsageError> = None;
+    let mut rest = words.iter().copied().peekable();
+    while let Some(word) = rest.next() {
+        let result = match word {
+            "--" => {
+                let after: Vec<String> = rest.by_ref().map(str::to_string).collect();
+                if after.is_empty() {
+                    Err(UsageError(
+                        "`--` must be followed by the server command".to_string(),
+                    ))
+                } else {
+                    cli.server_command = Some(after);
+                    Ok(())
+                }
+            }
+            "--help" | "-h" => return Ok(only(Command::Help)),
+            "--version" | "-V" => return Ok(only(Command::Version)),
+            "--json" => {
+                cli.json = true;
+                Ok(())
+            }
+            flag if flag.starts_with("--") => {
+                let (name, inline) = match flag[2..].split_once('=') {
+                    Some((name, value)) => (name, Some(value)),
+                    None => (&flag[2..], None),
+                };
+                // A value is the inline one, else the next word unless that
+                // is another flag (then a boolean means `true`, anything
+                // else is missing its value).
+                let mut value = |is_bool: bool| -> Result<String, UsageError> {
+                    if let Some(value) = inline {
+                        return Ok(value.to_string());
+                    }
+                    match rest.peek() {
+                        Some(next) if !next.starts_with("--") => {
+                            Ok(rest.next().unwrap_or_default().to_string())
+                        }
+                        _ if is_bool => Ok("true".to_string()),
+                        _ => Err(UsageError(format!("--{name} needs a value"))),
+                    }
+                };
+                match name {
+                    "help" | "version" | "json" => {
+                        Err(UsageError(format!("--{name} takes no value")))
+                    }
+                    "env-file" => value(false).map(|path| cli.env_file = Some(path.into())),
+                    _ => match setting_for_flag(name) {
+                        Some(info) => value(info.is_bool())
+                            .map(|v| cli.flags.push((info.name.to_string(), v))),
+                        None => Err(UsageError(format!("unknown flag `--{name}`"))),
+                    },
+                }
+            }
+            flag if flag.starts_with('-') && flag != "-" => {
+                Err(UsageError(format!("unknown flag `{flag}`")))
+            }
+            word => match (subcommand, SUBCOMMANDS.iter().find(|(n, _)| *n == word)) {
+                (None, Some((name, command))) => {
+                    subcommand = Some(name);
+                    cli.command = command.clone();
+                    Ok(())
+                }
+                (None, None) => Err(UsageError(format!(
+                    "unknown subcommand `{word}` (a server command goes after `--`)"
+                ))),
+                (Some(current), _) => Err(UsageError(format!(
+                    "unexpected argument `{word}` after `{current}`"
+                ))),
+            },
+        };
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let (Some(name), Some(_)) = (subcommand, &cli.server_command) {
+        return Err(UsageError(format!(
+            "a server command after `--` is only for running the monitor, not `{name}`"
+        )));
+    }
+    Ok(cli)
+}
+
+fn only(command: Command) -> Cli {
+    Cli {
+        command,
+        flags: Vec::new(),
+        env_file: None,
+        json: false,
+        server_command: None,
+    }
+}
+
+/// `check-interval` -> the CHECK_INTERVAL row; only the exact kebab spelling.
+fn setting_for_flag(name: &str) -> Option<&'static config::SettingInfo> {
+    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
+        return None;
+    }
+    config::setting_info(&name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// `__capture FILE MAX_BYTES BACKUPS`: written by the monitor itself, so it
+/// is strict. FILE is taken as it is, even when not UTF-8 (LOG_DIR is made
+/// absolute against a cwd that may not be).
+fn parse_capture(args: &[OsString]) -> Result<Cli, UsageError> {
+    let bad = || UsageError("usage: server-monitor __capture FILE MAX_BYTES BACKUPS".to_string());
+    let [file, max_bytes, backups] = args else {
+        return Err(bad());
+    };
+    let max_bytes = max_bytes
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let backups = backups
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok(only(Command::Capture {
+        file: PathBuf::from(file),
+        max_bytes,
+        backups,
+    }))
+}
+
+/// The complete `--help` text, at most 80 columns wide.
+pub fn help() -> String {
+    let mut out = String::from(
+        "server-monitor keeps a web server alive: starts it, polls its health URL,
+restarts it, emails a person, writes JSON logs.
+
+Usage:
+  server-monitor [OPTIONS] [-- SERVER_COMMAND [ARG...]]  run the monitor
+  server-monitor check      [OPTIONS]  one health check (Nagios exit codes)
+  server-monitor config     [OPTIONS]  validate and print the effective settings
+  server-monitor test-alert [OPTIONS]  send a test alert through every channel
+  server-monitor status     [OPTIONS]  print the monitor's saved state (--json)
+  server-monitor restart    [OPTIONS]  ask the running monitor to restart now
+  server-monitor --help | --version
+
+Options:
+  --env-file PATH                 env file to read (default: .env if it exists)
+  --json                          status: print JSON
+
+Settings: a flag (`--name VALUE` or `--name=VALUE`; a BOOL flag alone means
+true), the environment variable NAME, or NAME=value in the env file; in that
+order of precedence. Durations: 30, 0.5, 500ms, 2m, 1h. [default]
+",
+    );
+    for info in SETTINGS {
+        let flag = format!("{} {}", info.flag(), info.metavar);
+        let default = if info.default_text.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", info.default_text)
+        };
+        out.push_str(&format!("  {flag:<30}  {}{default}\n", info.about));
+    }
+    out.push_str(
+        "
+Exit status: 0 ok; 1 runtime error; 2 usage error; 78 bad configuration.
+  check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+  restart: 0 verified healthy, 1 not, 3 no monitor running.
+",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    fn ok(list: &[&str]) -> Cli {
+        parse(&args(list)).unwrap_or_else(|e| panic!("{list:?}: {e}"))
+    }
+
+    fn err(list: &[&str]) -> String {
+        match parse(&args(list)) {
+            Ok(cli) => panic!("{list:?} parsed as {cli:?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    fn flags(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn subcommands_are_recognised() {
+        let table = [
+            (&[][..], Command::Run),
+            (&["check"][..], Command::Check),
+            (&["config"][..], Command::Config),
+            (&["test-alert"][..], Command::TestAlert),
+            (&["status"][..], Command::Status),
+            (&["restart"][..], Command::Restart),
+            (&["--check-interval", "5", "check"][..], Command::Check),
+            (&["--help"][..], Command::Help),
+            (&["-h"][..], Command::Help),
+            (&["status", "--version"][..], Command::Version),
+            (&["-V"][..], Command::Version),
+        ];
+        for (list, want) in table {
+            assert_eq!(ok(list).command, want, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn help_wins_over_an_earlier_bad_argument() {
+        assert_eq!(ok(&["--bogus", "--help"]).command, Command::Help);
+        assert_eq!(ok(&["frobnicate", "-h"]).command, Command::Help);
+        // ... but not after `--`: there it belongs to the server command.
+        assert_eq!(
+            ok(&["--", "app", "--help"]).server_command,
+            Some(vec!["app".to_string(), "--help".to_string()])
+        );
+    }
+
+    #[test]
+    fn setting_flags_take_a_value_separate_or_inline() {
+        let cli = ok(&[
+            "--check-interval",
+            "5",
+            "config",
+            "--health-url=http://x/health",
+            "--service-name",
+            "My App",
+            "--stop-timeout",
+            "-1",
+            "--alert-email=",
+            "--smtp-password=a=b",
+        ]);
+        assert_eq!(cli.command, Command::Config);
+        assert_eq!(
+            cli.flags,
+            flags(&[
+                ("CHECK_INTERVAL", "5"),
+                ("HEALTH_URL", "http://x/health"),
+                ("SERVICE_NAME", "My App"),
+                ("STOP_TIMEOUT", "-1"),
+                ("ALERT_EMAIL", ""),
+                ("SMTP_PASSWORD", "a=b"),
+            ])
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_flag() {
+        for info in SETTINGS {
+            let flag = info.flag();
+            let cli = ok(&[&format!("{flag}=1")]);
+            assert_eq!(cli.flags, flags(&[(info.name, "1")]), "{flag}");
+        }
+    }
+
+    #[test]
+    fn boolean_flag_without_value_means_true() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+        let table: &[Case] = &[
+            (&["--restart-on-exit"], &[("RESTART_ON_EXIT", "true")]),
+            (
+                &["--keep-server-on-exit", "--check-interval", "1"],
+                &[("KEEP_SERVER_ON_EXIT", "true"), ("CHECK_INTERVAL", "1")],
+            ),
+            (&["--restart-on-exit", "no"], &[("RESTART_ON_EXIT", "no")]),
+            (&["--restart-on-exit=off"], &[("RESTART_ON_EXIT", "off")]),
+            (
+                &["--keep-server-on-exit", "--", "app"],
+                &[("KEEP_SERVER_ON_EXIT", "true")],
+            ),
+        ];
+        for (list, want) in table {
+            assert_eq!(ok(list).flags, flags(want), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn value_flag_without_value_is_an_error() {
+        assert_eq!(err(&["--check-interval"]), "--check-interval needs a value");
+        assert_eq!(
+            err(&["--check-interval", "--json"]),
+            "--check-interval needs a value"
+        );
+        assert_eq!(err(&["--env-file"]), "--env-file needs a value");
+    }
+
+    #[test]
+    fn env_file_and_json_are_accepted_anywhere() {
+        let cli = ok(&["--json", "status", "--env-file", "/etc/sm.env"]);
+        assert_eq!(cli.command, Command::Status);
+        assert!(cli.json);
+        assert_eq!(cli.env_file, Some(PathBuf::from("/etc/sm.env")));
+        assert_eq!(
+            ok(&["--env-file=a.env"]).env_file,
+            Some(PathBuf::from("a.env"))
+        );
+        assert!(ok(&["--json"]).json);
+        assert_eq!(err(&["--json=yes"]), "--json takes no value");
+    }
+
+    #[test]
+    fn words_after_dash_dash_are_the_server_command() {
+        let cli = ok(&[
+            "--log-dir",
+            "x",
+            "--",
+            "python",
+            "-m",
+            "app",
+            "--",
+            "--port=1",
+        ]);
+        assert_eq!(cli.command, Command::Run);
+        assert_eq!(cli.flags, flags(&[("LOG_DIR", "x")]));
+        assert_eq!(
+            cli.server_command,
+            Some(
+                ["python", "-m", "app", "--", "--port=1"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn dash_dash_needs_words_and_only_runs() {
+        assert_eq!(err(&["--"]), "`--` must be followed by the server command");
+        assert_eq!(
+            err(&["check", "--", "app"]),
+            "a server command after `--` is only for running the monitor, not `check`"
+        );
+    }
+
+    #[test]
+    fn unknown_flags_and_subcommands_are_named() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--bogus"], "unknown flag `--bogus`"),
+            (&["--bogus=1"], "unknown flag `--bogus`"),
+            (&["-x"], "unknown flag `-x`"),
+            (
+                &["--CHECK-INTERVAL", "5"],
+                "unknown flag `--CHECK-INTERVAL`",
+            ),
+            (
+                &["--check_interval", "5"],
+                "unknown flag `--check_interval`",
+            ),
+            (
+                &["frobnicate"],
+                "unknown subcommand `frobnicate` (a server command goes after `--`)",
+            ),
+            (
+                &["python", "app.py"],
+                "unknown subcommand `python` (a server command goes after `--`)",
+            ),
+            (
+                &["check", "status"],
+                "unexpected argument `status` after `check`",
+            ),
+            (
+                &["--check-interval", "5", "--bad", "--worse"],
+                "unknown flag `--bad`",
+            ),
+        ];
+        for (list, want) in table {
+            assert_eq!(err(list), *want, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_argument_names_its_position() {
+        use std::os::unix::ffi::OsStringExt;
+        let list = vec![
+            OsString::from("check"),
+            OsString::from_vec(vec![b'a', 0xff]),
+        ];
+        let e = parse(&list).unwrap_err();
+        assert!(e.0.starts_with("argument 2 is not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn capture_is_parsed_strictly() {
+        use std::os::unix::ffi::OsStringExt;
+        let list = vec![
+            OsString::from("__capture"),
+            OsString::from_vec(b"/logs/\xffserver.log".to_vec()),
+            OsString::from("4096"),
+            OsString::from("5"),
+        ];
+        assert_eq!(
+            parse(&list).unwrap().command,
+            Command::Capture {
+                file: PathBuf::from(OsString::from_vec(b"/logs/\xffserver.log".to_vec())),
+                max_bytes: 4096,
+                backups: 5,
+            }
+        );
+        for bad in [
+            &["__capture"][..],
+            &["__capture", "f", "x", "5"],
+            &["__capture", "f", "4096", "-1"],
+            &["__capture", "f", "4096", "5", "extra"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
+        // Only as the first word: elsewhere it is an unknown subcommand.
+        assert!(parse(&args(&["--json", "__capture", "f", "1", "1"])).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_setting_and_fits_a_terminal() {
+        let text = help();
+        for info in SETTINGS {
+            assert!(text.contains(&info.flag()), "{} missing", info.flag());
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        assert!(text.lines().count() <= 70, "{} lines", text.lines().count());
+        assert!(USAGE.chars().count() <= 80, "{}", USAGE.len());
+    }
+}

@@ -1,1 +1,978 @@
-//! (in progress)
+//! One [`Config`], resolved once at start-up from flags, the process
+//! environment, the env file and defaults, and passed down in sections.
+//!
+//! - [`SETTINGS`] is the one table of setting names (with flag metavars,
+//!   defaults and help text); `cli` validates flag names against it and
+//!   `cli::help` prints it.
+//! - [`resolve`] is pure: every input (flags, environment, env-file text,
+//!   hostname, working directory) is a parameter. It records where each value
+//!   came from, checks every rule in SPEC.md "Settings", and reports every bad
+//!   value at once in a [`ConfigError`].
+//! - [`load`] is the thin shell that gathers those inputs from the process.
+//! - [`Config::render`] prints the effective settings for `server-monitor config`,
+//!   secrets masked.
+//!
+//! Precedence: the words after `--` (for SERVER_COMMAND) > flag > process
+//! environment > env file > default. A blank value at any layer means "the
+//! default" (none, for a setting without one), so `SMTP_SERVER=` in the
+//! environment switches off an SMTP_SERVER from the env file.
+//!
+//! Not done here: nothing checks that paths exist or that hosts resolve (that
+//! is the job of the module that uses them, with its own error), and nothing
+//! reads the environment after start-up. Unknown keys in the env file and the
+//! environment are ignored: the `.env` is shared with the application.
+
+mod parse;
+
+pub use parse::{
+    format_duration, is_valid_key, join_words, parse_bool, parse_duration, parse_env_file,
+    parse_list, split_words, ParseError,
+};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Cli;
+
+/// One row of the settings table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingInfo {
+    /// The SPEC name, also the environment variable and env-file key.
+    pub name: &'static str,
+    /// What the flag's value looks like in `--help` (`BOOL` makes a boolean flag).
+    pub metavar: &'static str,
+    /// The default as the user would write it; [`None`] when there is none or
+    /// it is derived (then `default_text` says how).
+    pub default: Option<&'static str>,
+    /// The default as `--help` shows it (empty: no default worth showing).
+    pub default_text: &'static str,
+    /// One short line for `--help`.
+    pub about: &'static str,
+}
+
+impl SettingInfo {
+    /// A boolean setting's flag may be given without a value (`--restart-on-exit`).
+    pub fn is_bool(&self) -> bool {
+        self.metavar == "BOOL"
+    }
+
+    /// The flag for this setting: `CHECK_INTERVAL` -> `--check-interval`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name.to_ascii_lowercase().replace('_', "-"))
+    }
+}
+
+const fn setting(
+    name: &'static str,
+    metavar: &'static str,
+    default: Option<&'static str>,
+    default_text: &'static str,
+    about: &'static str,
+) -> SettingInfo {
+    SettingInfo {
+        name,
+        metavar,
+        default,
+        default_text,
+        about,
+    }
+}
+
+/// Every setting, in SPEC order. Adding a setting: a row here, a field in its
+/// section, a line in `resolve` and one in `Config::values` (a test checks
+/// that the last two cover this table).
+#[rustfmt::skip]
+pub const SETTINGS: &[SettingInfo] = &[
+    setting("HEALTH_URL", "URL", Some("http://127.0.0.1:8000/health"), "http://127.0.0.1:8000/health", "what is polled"),
+    setting("SERVER_COMMAND", "COMMAND", None, "", "starts the server (shell-like words)"),
+    setting("SERVER_WORKDIR", "DIR", None, "cwd", "where the server is started"),
+    setting("STOP_COMMAND", "COMMAND", None, "", "stops a server not started by us"),
+    setting("CHECK_INTERVAL", "DURATION", Some("30"), "30", "time between checks"),
+    setting("HEALTH_TIMEOUT", "SECONDS", Some("5"), "5", "deadline of one check (whole secs)"),
+    setting("FAILURE_THRESHOLD", "N", Some("3"), "3", "failed checks in a row -> restart"),
+    setting("MAX_RESTART_ATTEMPTS", "N", Some("3"), "3", "failed restarts before giving up"),
+    setting("RESTART_COOLDOWN", "DURATION", Some("60"), "60", "least time between restarts"),
+    setting("STOP_TIMEOUT", "DURATION", Some("2"), "2", "SIGTERM -> SIGKILL wait"),
+    setting("STARTUP_TIMEOUT", "DURATION", Some("10"), "10", "time to answer healthy after start"),
+    setting("RETRY_AFTER_GIVE_UP", "DURATION", Some("0"), "0=never", "retry this often after giving up"),
+    setting("RESTART_ON_EXIT", "BOOL", Some("true"), "true", "restart at once when it exits"),
+    setting("KEEP_SERVER_ON_EXIT", "BOOL", Some("false"), "false", "leave it running when we stop"),
+    setting("SERVICE_NAME", "TEXT", Some("Chatbot Server"), "Chatbot Server", "name in alerts"),
+    setting("HEALTHY_STATUSES", "LIST", Some("healthy,ok,pass,up"), "healthy,ok,pass,up", "accepted JSON `status`"),
+    setting("WARN_MEMORY_PERCENT", "PERCENT", Some("80"), "80", "warn above this memory use"),
+    setting("WARN_CPU_PERCENT", "PERCENT", Some("50"), "50", "warn above this CPU use"),
+    setting("WARN_DB_RESPONSE_MS", "MS", Some("100"), "100", "warn above this DB response time"),
+    setting("LOG_DIR", "DIR", Some("logs"), "logs", "logs, pid, lock and state files"),
+    setting("LOG_LEVEL", "LEVEL", Some("info"), "info", "debug, info, warning or error"),
+    setting("LOG_MAX_BYTES", "BYTES", Some("10485760"), "10485760", "rotate a log at this size"),
+    setting("LOG_BACKUPS", "N", Some("5"), "5", "rotated files kept per log"),
+    setting("LOG_RETENTION_DAYS", "DAYS", Some("30"), "30", "delete old logs/alerts; 0 keeps all"),
+    setting("SMTP_SERVER", "HOST", None, "", "SMTP host (email needs ALERT_EMAIL)"),
+    setting("SMTP_PORT", "PORT", Some("587"), "587", "SMTP port"),
+    setting("SMTP_SECURITY", "MODE", None, "tls on 465, else starttls", "starttls|tls|none"),
+    setting("SMTP_USERNAME", "USER", None, "", "SMTP AUTH user"),
+    setting("SMTP_PASSWORD", "SECRET", None, "", "SMTP AUTH password"),
+    setting("SMTP_CA_FILE", "FILE", None, "", "extra trusted CAs (PEM)"),
+    setting("SMTP_TIMEOUT", "DURATION", Some("10"), "10", "deadline of one delivery"),
+    setting("ALERT_EMAIL", "LIST", None, "", "recipients, comma-separated"),
+    setting("ALERT_FROM", "ADDRESS", None, "SMTP_USERNAME", "sender"),
+    setting("ALERT_WEBHOOK_URL", "URL", None, "", "also POST alerts as JSON here"),
+];
+
+/// The table row for a setting name.
+pub fn setting_info(name: &str) -> Option<&'static SettingInfo> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    EnvFile(PathBuf),
+    Environment,
+    Flag,
+    ArgsAfterDashDash,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::EnvFile(path) => write!(f, "env file {}", path.display()),
+            Source::Environment => f.write_str("environment"),
+            Source::Flag => f.write_str("flag"),
+            Source::ArgsAfterDashDash => f.write_str("after --"),
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connect, then STARTTLS (required, not opportunistic).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all; refused together with a password.
+    None,
+}
+
+impl fmt::Display for SmtpSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SmtpSecurity::StartTls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::None => "none",
+        })
+    }
+}
+
+/// What a check is and how its body is judged. `Debug` masks a password in
+/// the URL.
+#[derive(Clone, PartialEq)]
+pub struct HealthSettings {
+    pub health_url: String,
+    /// Whole seconds, at least 1 (minreq's granularity).
+    pub health_timeout: Duration,
+    /// Lowercased; compared with the body's `status` lowercased.
+    pub healthy_statuses: Vec<String>,
+    pub warn_memory_percent: f64,
+    pub warn_cpu_percent: f64,
+    pub warn_db_response_ms: f64,
+}
+
+impl fmt::Debug for HealthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthSettings")
+            .field("health_url", &mask_url_password(&self.health_url))
+            .field("health_timeout", &self.health_timeout)
+            .field("healthy_statuses", &self.healthy_statuses)
+            .field("warn_memory_percent", &self.warn_memory_percent)
+            .field("warn_cpu_percent", &self.warn_cpu_percent)
+            .field("warn_db_response_ms", &self.warn_db_response_ms)
+            .finish()
+    }
+}
+
+/// How the server is started and stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// `None`: watch and alert only.
+    pub server_command: Option<Vec<String>>,
+    /// Absolute; `None`: the monitor's working directory.
+    pub server_workdir: Option<PathBuf>,
+    pub stop_command: Option<Vec<String>>,
+    pub stop_timeout: Duration,
+    /// Also in [`PolicySettings`]: the server module polls for it, the policy
+    /// bounds its Verifying phase by it.
+    pub startup_timeout: Duration,
+    pub keep_server_on_exit: bool,
+}
+
+/// The restart policy's numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySettings {
+    pub check_interval: Duration,
+    pub failure_threshold: u32,
+    pub max_restart_attempts: u32,
+    pub restart_cooldown: Duration,
+    pub startup_timeout: Duration,
+    /// `None` for `0`: after giving up, wait for a person.
+    pub retry_after_give_up: Option<Duration>,
+    pub restart_on_exit: bool,
+}
+
+/// Where logs go and how they rotate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// Absolute (made so against the working directory at load).
+    pub log_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+    pub log_max_bytes: u64,
+    pub log_backups: u32,
+    /// 0 keeps everything.
+    pub log_retention_days: u32,
+}
+
+/// Alert channels. `Debug` masks the password and the webhook URL.
+#[derive(Clone, PartialEq)]
+pub struct AlertSettings {
+    pub service_name: String,
+    pub smtp_server: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_security: SmtpSecurity,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// Absolute when set.
+    pub smtp_ca_file: Option<PathBuf>,
+    pub smtp_timeout: Duration,
+    pub alert_email: Vec<String>,
+    /// Resolved: ALERT_FROM, else SMTP_USERNAME when it is an address, else
+    /// `server-monitor@HOSTNAME`.
+    pub alert_from: String,
+    pub alert_webhook_url: Option<String>,
+}
+
+impl fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertSettings")
+            .field("service_name", &self.service_name)
+            .field("smtp_server", &self.smtp_server)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_security", &self.smtp_security)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &self.smtp_password.as_ref().map(|_| MASK))
+            .field("smtp_ca_file", &self.smtp_ca_file)
+            .field("smtp_timeout", &self.smtp_timeout)
+            .field("alert_email", &self.alert_email)
+            .field("alert_from", &self.alert_from)
+            .field(
+                "alert_webhook_url",
+                &self.alert_webhook_url.as_deref().map(mask_webhook_url),
+            )
+            .finish()
+    }
+}
+
+/// The effective configuration, in sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub health: HealthSettings,
+    pub server: ServerSettings,
+    pub policy: PolicySettings,
+    pub log: LogSettings,
+    pub alert: AlertSettings,
+    /// Not a setting: this machine's name, for alert bodies and the default sender.
+    pub hostname: String,
+    /// Where each setting's value came from, in [`SETTINGS`] order.
+    sources: Vec<(&'static str, Source)>,
+}
+
+/// Every bad setting, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const MASK: &str = "********";
+
+/// Resolves the configuration from inputs given as data. Pure.
+///
+/// `flags` are `(SETTING_NAME, value)` in command-line order (a later one
+/// wins); `env_file` is the file's path (for messages and sources) and text;
+/// `server_argv` are the words after `--`; `cwd` makes relative paths absolute.
+pub fn resolve(
+    flags: &[(String, String)],
+    env: &HashMap<String, String>,
+    env_file: Option<(&Path, &str)>,
+    server_argv: Option<Vec<String>>,
+    hostname: &str,
+    cwd: &Path,
+) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let file = env_file.map(|(path, text)| match parse_env_file(text) {
+        Ok(pairs) => (path, pairs),
+        Err(errors) => {
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| format!("env file {}: {e}", path.display())),
+            );
+            (path, Vec::new())
+        }
+    });
+    for (name, _) in flags {
+        if setting_info(name).is_none() {
+            problems.push(format!("unknown setting `{name}`"));
+        }
+    }
+    let mut r = Resolver {
+        flags,
+        env,
+        file,
+        sources: Vec::new(),
+        problems,
+    };
+    let hostname = match hostname.trim() {
+        "" => "localhost".to_string(),
+        name => name.to_string(),
+    };
+
+    // NOTE: a fallback after `.unwrap_or` is only there to build the struct;
+    // any problem makes this function return Err, so it is never seen.
+    let health = HealthSettings {
+        health_url: r.get("HEALTH_URL", http_url).unwrap_or_default(),
+        health_timeout: r
+            .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
+            .unwrap_or_default(),
+        healthy_statuses: r.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
+        warn_memory_percent: r
+            .get("WARN_MEMORY_PERCENT", non_negative_number)
+            .unwrap_or_default(),
+        warn_cpu_percent: r
+            .get("WARN_CPU_PERCENT", non_negative_number)
+            .unwrap_or_default(),
+        warn_db_response_ms: r
+            .get("WARN_DB_RESPONSE_MS", non_negative_number)
+            .unwrap_or_default(),
+    };
+
+    let server_command = match server_argv.filter(|words| !words.is_empty()) {
+        Some(words) => {
+            r.sources
+                .push(("SERVER_COMMAND", Source::ArgsAfterDashDash));
+            Some(words)
+        }
+        None => r.get("SERVER_COMMAND", command),
+    };
+    let startup_timeout = r
+        .get("STARTUP_TIMEOUT", duration_above_zero)
+        .unwrap_or_default();
+    let server = ServerSettings {
+        server_command,
+        server_workdir: r.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
+        stop_command: r.get("STOP_COMMAND", command),
+        stop_timeout: r.get("STOP_TIMEOUT", duration).unwrap_or_default(),
+        startup_timeout,
+        keep_server_on_exit: r.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
+    };
+
+    let policy = PolicySettings {
+        check_interval: r
+            .get("CHECK_INTERVAL", duration_above_zero)
+            .unwrap_or_default(),
+        failure_threshold: r.get("FAILURE_THRESHOLD", count_at_least_one).unwrap_or(1),
+        max_restart_attempts: r
+            .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
+            .unwrap_or(1),
+        restart_cooldown: r.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
+        startup_timeout,
+        retry_after_give_up: r
+            .get("RETRY_AFTER_GIVE_UP", duration)
+            .filter(|d| !d.is_zero()),
+        restart_on_exit: r.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
+    };
+
+    let log = LogSettings {
+        log_dir: r.get("LOG_DIR", |s| Ok(cwd.join(s))).unwrap_or_default(),
+        log_level: r.get("LOG_LEVEL", level).unwrap_or(log::LevelFilter::Info),
+        log_max_bytes: r.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
+        log_backups: r.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
+        log_retention_days: r.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
+    };
+
+    let service_name = r.get("SERVICE_NAME", plain_text).unwrap_or_default();
+    let smtp_server = r.get("SMTP_SERVER", smtp_host);
+    let smtp_port = r.get("SMTP_PORT", port).unwrap_or(587);
+    let smtp_security = r
+        .get("SMTP_SECURITY", security)
+        .unwrap_or(if smtp_port == 465 {
+            SmtpSecurity::Tls
+        } else {
+            SmtpSecurity::StartTls
+        });
+    let smtp_username = r.get("SMTP_USERNAME", |s| Ok(s.to_string()));
+    let smtp_password = r.get("SMTP_PASSWORD", |s| Ok(s.to_string()));
+    if smtp_security == SmtpSecurity::None && smtp_password.is_some() {
+        r.problems.push(
+            "SMTP_SECURITY=none is refused while SMTP_PASSWORD is set: the password would \
+             cross the network in clear text; use `starttls` or `tls`"
+                .to_string(),
+        );
+    }
+    // Only when email is configured at all: a half-filled template in a
+    // shared .env should not stop a monitor that does not send mail.
+    match (&smtp_server, &smtp_username, &smtp_password) {
+        (Some(_), Some(_), None) => r
+            .problems
+            .push("SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both".to_string()),
+        (Some(_), None, Some(_)) => r
+            .problems
+            .push("SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both".to_string()),
+        _ => {}
+    }
+    let smtp_ca_file = r.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
+    let smtp_timeout = r
+        .get("SMTP_TIMEOUT", duration_above_zero)
+        .unwrap_or_default();
+    let alert_email = r.get("ALERT_EMAIL", addresses).unwrap_or_default();
+    let alert_from = r.get("ALERT_FROM", |s| address(s).map(str::to_string));
+    let alert_from = alert_from
+        .or_else(|| {
+            smtp_username
+                .as_deref()
+                .filter(|user| address(user).is_ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("server-monitor@{hostname}"));
+    let alert_webhook_url = r.get("ALERT_WEBHOOK_URL", http_url);
+    let alert = AlertSettings {
+        service_name,
+        smtp_server,
+        smtp_port,
+        smtp_security,
+        smtp_username,
+        smtp_password,
+        smtp_ca_file,
+        smtp_timeout,
+        alert_email,
+        alert_from,
+        alert_webhook_url,
+    };
+
+    if !r.problems.is_empty() {
+        return Err(ConfigError {
+            problems: r.problems,
+        });
+    }
+    let sources = SETTINGS
+        .iter()
+        .map(|info| {
+            let source = r
+                .sources
+                .iter()
+                .find(|(name, _)| *name == info.name)
+                .map(|(_, source)| source.clone())
+                .expect("resolve looks up every setting");
+            (info.name, source)
+        })
+        .collect();
+    Ok(Config {
+        health,
+        server,
+        policy,
+        log,
+        alert,
+        hostname,
+        sources,
+    })
+}
+
+/// Gathers the inputs of [`resolve`] from the process: the environment, the
+/// env file (`--env-file PATH` must be readable; the default `.env` in the
+/// working directory is read only when it exists), the hostname and the cwd.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut env = HashMap::new();
+    for (key, value) in std::env::vars_os() {
+        // Only settings matter; a non-UTF-8 value of one is an error, of
+        // anything else none of our business.
+        let Some(key) = key.to_str().filter(|k| setting_info(k).is_some()) else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                env.insert(key.to_string(), value);
+            }
+            Err(_) => problems.push(format!("the environment variable {key} is not valid UTF-8")),
+        }
+    }
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            problems.push(format!("cannot determine the working directory: {e}"));
+            PathBuf::from("/")
+        }
+    };
+    let (file_path, file_text) = match &cli.env_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (Some(path.clone()), text),
+            Err(e) => {
+                problems.push(format!("cannot read env file {}: {e}", path.display()));
+                (None, String::new())
+            }
+        },
+        None => match std::fs::read_to_string(cwd.join(".env")) {
+            Ok(text) => (Some(PathBuf::from(".env")), text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+            Err(e) => {
+                problems.push(format!("cannot read env file .env: {e}"));
+                (None, String::new())
+            }
+        },
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let resolved = resolve(
+        &cli.flags,
+        &env,
+        file_path.as_deref().map(|p| (p, file_text.as_str())),
+        cli.server_command.clone(),
+        &hostname,
+        &cwd,
+    );
+    match resolved {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError { problems }),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl Config {
+    /// Alerts go by email: SMTP_SERVER and ALERT_EMAIL are both set.
+    pub fn email_enabled(&self) -> bool {
+        self.alert.smtp_server.is_some() && !self.alert.alert_email.is_empty()
+    }
+
+    /// Where a setting's value came from; `None` for an unknown name.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, source)| source)
+    }
+
+    /// The effective settings for `server-monitor config`: one
+    /// `NAME=value  # source` line per setting, in [`SETTINGS`] order, aligned,
+    /// secrets masked. The lines are valid env-file syntax.
+    pub fn render(&self) -> String {
+        let lines: Vec<(String, &Source)> = self
+            .values()
+            .into_iter()
+            .map(|(name, value)| {
+                let source = self.source(name).expect("every setting has a source");
+                (format!("{name}={}", env_quote(&value)), source)
+            })
+            .collect();
+        // Cap the alignment so that one long command does not push every
+        // comment off the screen.
+        let width = lines
+            .iter()
+            .map(|(line, _)| line.chars().count())
+            .filter(|&n| n <= 50)
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (line, source) in lines {
+            out.push_str(&format!("{line:width$}  # {source}\n"));
+        }
+        out
+    }
+
+    /// Every setting's effective value as text, masked, in [`SETTINGS`] order.
+    fn values(&self) -> Vec<(&'static str, String)> {
+        let (h, s, p, l, a) = (
+            &self.health,
+            &self.server,
+            &self.policy,
+            &self.log,
+            &self.alert,
+        );
+        let words = |w: &Option<Vec<String>>| w.as_deref().map(join_words).unwrap_or_default();
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let text = |t: &Option<String>| t.clone().unwrap_or_default();
+        let level = match l.log_level {
+            log::LevelFilter::Warn => "warning".to_string(),
+            other => other.to_string().to_ascii_lowercase(),
+        };
+        vec![
+            ("HEALTH_URL", mask_url_password(&h.health_url)),
+            ("SERVER_COMMAND", words(&s.server_command)),
+            ("SERVER_WORKDIR", path(&s.server_workdir)),
+            ("STOP_COMMAND", words(&s.stop_command)),
+            ("CHECK_INTERVAL", format_duration(p.check_interval)),
+            ("HEALTH_TIMEOUT", format_duration(h.health_timeout)),
+            ("FAILURE_THRESHOLD", p.failure_threshold.to_string()),
+            ("MAX_RESTART_ATTEMPTS", p.max_restart_attempts.to_string()),
+            ("RESTART_COOLDOWN", format_duration(p.restart_cooldown)),
+            ("STOP_TIMEOUT", format_duration(s.stop_timeout)),
+            ("STARTUP_TIMEOUT", format_duration(p.startup_timeout)),
+            (
+                "RETRY_AFTER_GIVE_UP",
+                format_duration(p.retry_after_give_up.unwrap_or_default()),
+            ),
+            ("RESTART_ON_EXIT", p.restart_on_exit.to_string()),
+            ("KEEP_SERVER_ON_EXIT", s.keep_server_on_exit.to_string()),
+            ("SERVICE_NAME", a.service_name.clone()),
+            ("HEALTHY_STATUSES", h.healthy_statuses.join(",")),
+            ("WARN_MEMORY_PERCENT", h.warn_memory_percent.to_string()),
+            ("WARN_CPU_PERCENT", h.warn_cpu_percent.to_string()),
+            ("WARN_DB_RESPONSE_MS", h.warn_db_response_ms.to_string()),
+            ("LOG_DIR", l.log_dir.display().to_string()),
+            ("LOG_LEVEL", level),
+            ("LOG_MAX_BYTES", l.log_max_bytes.to_string()),
+            ("LOG_BACKUPS", l.log_backups.to_string()),
+            ("LOG_RETENTION_DAYS", l.log_retention_days.to_string()),
+            ("SMTP_SERVER", text(&a.smtp_server)),
+            ("SMTP_PORT", a.smtp_port.to_string()),
+            ("SMTP_SECURITY", a.smtp_security.to_string()),
+            ("SMTP_USERNAME", text(&a.smtp_username)),
+            (
+                "SMTP_PASSWORD",
+                a.smtp_password
+                    .as_ref()
+                    .map(|_| MASK.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("SMTP_CA_FILE", path(&a.smtp_ca_file)),
+            ("SMTP_TIMEOUT", format_duration(a.smtp_timeout)),
+            ("ALERT_EMAIL", a.alert_email.join(",")),
+            ("ALERT_FROM", a.alert_from.clone()),
+            (
+                "ALERT_WEBHOOK_URL",
+                a.alert_webhook_url
+                    .as_deref()
+                    .map(mask_webhook_url)
+                    .unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
+/// Looks settings up through the layers, recording sources and problems.
+struct Resolver<'a> {
+    flags: &'a [(String, String)],
+    env: &'a HashMap<String, String>,
+    file: Option<(&'a Path, Vec<(String, String)>)>,
+    sources: Vec<(&'static str, Source)>,
+    problems: Vec<String>,
+}
+
+impl Resolver<'_> {
+    /// The highest-precedence text given for `name`, and where from.
+    fn lookup(&self, name: &str) -> Option<(&str, Source)> {
+        if let Some((_, value)) = self.flags.iter().rev().find(|(n, _)| n == name) {
+            return Some((value, Source::Flag));
+        }
+        if let Some(value) = self.env.get(name) {
+            return Some((value, Source::Environment));
+        }
+        let (path, pairs) = self.file.as_ref()?;
+        let (_, value) = pairs.iter().rev().find(|(n, _)| n == name)?;
+        Some((value, Source::EnvFile(path.to_path_buf())))
+    }
+
+    /// Resolves one setting: the given text (or the table default when none
+    /// or blank) through `parse`. `None` when the setting has no value, or
+    /// when it is bad (then a problem is recorded).
+    fn get<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let info = setting_info(name).expect("resolve asks only for known settings");
+        let (given, source) = match self.lookup(name) {
+            Some((text, source)) if !text.trim().is_empty() => (Some(text.to_string()), source),
+            Some((_, source)) => (None, source),
+            None => (None, Source::Default),
+        };
+        self.sources.push((name, source));
+        let text = given.or(info.default.map(str::to_string))?;
+        match parse(text.trim()) {
+            Ok(value) => Some(value),
+            Err(expected) => {
+                let shown = match name {
+                    "SMTP_PASSWORD" => MASK.to_string(),
+                    "ALERT_WEBHOOK_URL" => mask_webhook_url(&text),
+                    _ => mask_url_password(&text),
+                };
+                self.problems
+                    .push(format!("invalid value `{shown}` for {name}: {expected}"));
+                None
+            }
+        }
+    }
+}
+
+// ---- value checks: each returns the value or what is allowed ----
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.0)
+}
+
+fn duration_above_zero(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => {
+            Err("expected a duration above zero, like `30`, `0.5` or `500ms`".to_string())
+        }
+        d => Ok(d),
+    }
+}
+
+/// HEALTH_TIMEOUT: minreq takes whole seconds, so `0.5` is refused, not rounded.
+fn whole_seconds_at_least_one(text: &str) -> Result<Duration, String> {
+    let expected = "expected whole seconds, at least 1, like `5` or `2s`";
+    match parse_duration(text) {
+        Ok(d) if d.as_secs() >= 1 && d.subsec_nanos() == 0 => Ok(d),
+        _ => Err(expected.to_string()),
+    }
+}
+
+fn unsigned<T: std::str::FromStr>(text: &str) -> Option<T> {
+    // Digits only: `+3`, `3.0` and ` 3` are not whole numbers as a user writes them.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn count_at_least_one(text: &str) -> Result<u32, String> {
+    unsigned(text)
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| "expected a whole number, at least 1".to_string())
+}
+
+fn days(text: &str) -> Result<u32, String> {
+    unsigned(text).ok_or_else(|| "expected a whole number of days, 0 or more".to_string())
+}
+
+fn log_max_bytes(text: &str) -> Result<u64, String> {
+    unsigned(text)
+        .filter(|&n| n >= 4096)
+        .ok_or_else(|| "expected a whole number of bytes, at least 4096".to_string())
+}
+
+fn port(text: &str) -> Result<u16, String> {
+    unsigned(text)
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| "expected a port number from 1 to 65535".to_string())
+}
+
+fn non_negative_number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number, 0 or more, like `80` or `12.5`".to_string()),
+    }
+}
+
+fn boolean(text: &str) -> Result<bool, String> {
+    parse_bool(text).map_err(|e| e.0)
+}
+
+fn level(text: &str) -> Result<log::LevelFilter, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "debug" => Ok(log::LevelFilter::Debug),
+        "info" => Ok(log::LevelFilter::Info),
+        "warning" | "warn" => Ok(log::LevelFilter::Warn),
+        "error" => Ok(log::LevelFilter::Error),
+        _ => Err("expected debug, info, warning or error".to_string()),
+    }
+}
+
+fn security(text: &str) -> Result<SmtpSecurity, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "starttls" => Ok(SmtpSecurity::StartTls),
+        "tls" => Ok(SmtpSecurity::Tls),
+        "none" => Ok(SmtpSecurity::None),
+        _ => Err("expected starttls, tls or none".to_string()),
+    }
+}
+
+fn command(text: &str) -> Result<Vec<String>, String> {
+    let words = split_words(text).map_err(|e| e.0)?;
+    match words.first() {
+        Some(program) if program.is_empty() => Err("the program name is empty".to_string()),
+        _ => Ok(words),
+    }
+}
+
+fn statuses(text: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = parse_list(text)
+        .into_iter()
+        .map(|s| s.to_lowercase())
+        .collect();
+    if list.is_empty() {
+        return Err("expected comma-separated statuses like `healthy,ok`".to_string());
+    }
+    Ok(list)
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// SERVICE_NAME goes into a mail header: no line breaks or other controls.
+fn plain_text(text: &str) -> Result<String, String> {
+    if has_control(text) {
+        return Err("expected text without line breaks or control characters".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn smtp_host(text: &str) -> Result<String, String> {
+    if text.contains("://") || text.contains('/') || has_control(text) || text.contains(' ') {
+        return Err(
+            "expected a host name like `smtp.gmail.com` (the port goes in SMTP_PORT)".to_string(),
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// A bare address `local@domain`. Display names (`Name <a@b>`) are not
+/// accepted: the alert module writes the header.
+fn address(text: &str) -> Result<&str, String> {
+    let fine = match text.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !text
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+        }
+        None => false,
+    };
+    if fine {
+        Ok(text)
+    } else {
+        Err("expected an email address like `ops@example.com`".to_string())
+    }
+}
+
+fn addresses(text: &str) -> Result<Vec<String>, String> {
+    let list = parse_list(text);
+    if list.is_empty() || list.iter().any(|a| address(a).is_err()) {
+        return Err("expected comma-separated email addresses like `ops@example.com`".to_string());
+    }
+    Ok(list)
+}
+
+/// Splits `scheme://authority/rest` into (scheme with `://`, authority, rest).
+fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let after = url.find("://")? + 3;
+    let authority_end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    Some((
+        &url[..after],
+        &url[after..authority_end],
+        &url[authority_end..],
+    ))
+}
+
+fn http_url(text: &str) -> Result<String, String> {
+    let bad =
+        || "expected an http:// or https:// URL with a host, like `http://127.0.0.1:8000/health`";
+    let (scheme, authority, _) = split_url(text).ok_or_else(|| bad().to_string())?;
+    let scheme_ok = matches!(scheme.to_ascii_lowercase().as_str(), "http://" | "https://");
+    if !scheme_ok || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad().to_string());
+    }
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| bad().to_string())?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or_else(|| bad().to_string())?),
+            ),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let port_ok = port.map_or(true, |p| unsigned::<u16>(p).is_some_and(|n| n >= 1));
+    if host.is_empty() || !port_ok {
+        return Err(bad().to_string());
+    }
+    Ok(text.to_string())
+}
+
+/// `https://user:secret@host/` -> `https://user:********@host/`.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, authority, rest)) = split_url(url) else {
+        return url.to_string();
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}{user}:{MASK}@{host}{rest}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A webhook URL's path and query are usually its secret (Slack, Discord,
+/// Teams): show only where it goes. `https://hooks.slack.com/********`.
+fn mask_webhook_url(url: &str) -> String {
+    let masked = mask_url_password(url);
+    match split_url(&masked) {
+        Some((scheme, authority, rest)) if !rest.is_empty() && rest != "/" => {
+            format!("{scheme}{authority}/{MASK}")
+        }
+        Some(_) => masked,
+        // Not a URL at all: still hide whatever might follow a host.
+        None => match masked.split_once('/') {
+            Some((head, _)) => format!("{head}/{MASK}"),
+            None => masked,
+        },
+    }
+}
+
+/// Quotes a value for an env file when it would not survive unquoted.
+fn env_quote(value: &str) -> String {
+    let needs_quotes = value != value.trim()
+        || value.starts_with(['\'', '"'])
+        || value.contains(" #")
+        || value.contains("\t#")
+        || value.contains(['\n', '\r']);
+    if !needs_quotes {
+        return value.to_string();
+    }
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests;

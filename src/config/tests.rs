@@ -1,0 +1,788 @@
+//! Tests of `resolve` and `render`: precedence, sources, every validation
+//! rule, masking. (The parsers' tables are in `parse.rs`.)
+
+use super::*;
+
+const CWD: &str = "/srv/app";
+
+/// Inputs to `resolve`, built up per test.
+#[derive(Default)]
+struct Input {
+    flags: Vec<(String, String)>,
+    env: HashMap<String, String>,
+    file: Option<String>,
+    argv: Option<Vec<String>>,
+}
+
+impl Input {
+    fn flag(mut self, name: &str, value: &str) -> Self {
+        self.flags.push((name.to_string(), value.to_string()));
+        self
+    }
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_string(), value.to_string());
+        self
+    }
+    fn file(mut self, text: &str) -> Self {
+        self.file = Some(text.to_string());
+        self
+    }
+    fn argv(mut self, words: &[&str]) -> Self {
+        self.argv = Some(words.iter().map(|w| w.to_string()).collect());
+        self
+    }
+    fn resolve(&self) -> Result<Config, ConfigError> {
+        resolve(
+            &self.flags,
+            &self.env,
+            self.file
+                .as_deref()
+                .map(|t| (Path::new("/srv/app/.env"), t)),
+            self.argv.clone(),
+            "box1",
+            Path::new(CWD),
+        )
+    }
+    fn ok(&self) -> Config {
+        self.resolve().unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn problems(&self) -> Vec<String> {
+        match self.resolve() {
+            Ok(c) => panic!("resolved: {c:?}"),
+            Err(e) => e.problems,
+        }
+    }
+}
+
+fn one(name: &str, value: &str) -> Input {
+    Input::default().env(name, value)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn defaults_match_spec() {
+    let c = Input::default().ok();
+    assert_eq!(c.health.health_url, "http://127.0.0.1:8000/health");
+    assert_eq!(c.health.health_timeout, secs(5));
+    assert_eq!(
+        c.health.healthy_statuses,
+        strings(&["healthy", "ok", "pass", "up"])
+    );
+    assert_eq!(c.health.warn_memory_percent, 80.0);
+    assert_eq!(c.health.warn_cpu_percent, 50.0);
+    assert_eq!(c.health.warn_db_response_ms, 100.0);
+    assert_eq!(c.server.server_command, None);
+    assert_eq!(c.server.server_workdir, None);
+    assert_eq!(c.server.stop_command, None);
+    assert_eq!(c.server.stop_timeout, secs(2));
+    assert_eq!(c.server.startup_timeout, secs(10));
+    assert!(!c.server.keep_server_on_exit);
+    assert_eq!(c.policy.check_interval, secs(30));
+    assert_eq!(c.policy.failure_threshold, 3);
+    assert_eq!(c.policy.max_restart_attempts, 3);
+    assert_eq!(c.policy.restart_cooldown, secs(60));
+    assert_eq!(c.policy.startup_timeout, secs(10));
+    assert_eq!(c.policy.retry_after_give_up, None);
+    assert!(c.policy.restart_on_exit);
+    assert_eq!(c.log.log_dir, PathBuf::from("/srv/app/logs"));
+    assert_eq!(c.log.log_level, log::LevelFilter::Info);
+    assert_eq!(c.log.log_max_bytes, 10_485_760);
+    assert_eq!(c.log.log_backups, 5);
+    assert_eq!(c.log.log_retention_days, 30);
+    assert_eq!(c.alert.service_name, "Chatbot Server");
+    assert_eq!(c.alert.smtp_server, None);
+    assert_eq!(c.alert.smtp_port, 587);
+    assert_eq!(c.alert.smtp_security, SmtpSecurity::StartTls);
+    assert_eq!(c.alert.smtp_username, None);
+    assert_eq!(c.alert.smtp_password, None);
+    assert_eq!(c.alert.smtp_ca_file, None);
+    assert_eq!(c.alert.smtp_timeout, secs(10));
+    assert!(c.alert.alert_email.is_empty());
+    assert_eq!(c.alert.alert_from, "server-monitor@box1");
+    assert_eq!(c.alert.alert_webhook_url, None);
+    assert_eq!(c.hostname, "box1");
+    assert!(!c.email_enabled());
+}
+
+#[test]
+fn precedence_flag_beats_env_beats_file_beats_default() {
+    let file = "CHECK_INTERVAL=1\nFAILURE_THRESHOLD=11\nLOG_BACKUPS=21\n";
+    let input = Input::default()
+        .file(file)
+        .env("CHECK_INTERVAL", "2")
+        .env("FAILURE_THRESHOLD", "12")
+        .flag("CHECK_INTERVAL", "3");
+    let c = input.ok();
+    assert_eq!(c.policy.check_interval, secs(3));
+    assert_eq!(c.policy.failure_threshold, 12);
+    assert_eq!(c.log.log_backups, 21);
+    assert_eq!(c.policy.max_restart_attempts, 3);
+}
+
+#[test]
+fn sources_are_recorded() {
+    let c = Input::default()
+        .file("LOG_BACKUPS=2\nCHECK_INTERVAL=1\n")
+        .env("CHECK_INTERVAL", "2")
+        .env("FAILURE_THRESHOLD", "4")
+        .flag("CHECK_INTERVAL", "3")
+        .argv(&["app"])
+        .ok();
+    let table = [
+        ("CHECK_INTERVAL", Source::Flag),
+        ("FAILURE_THRESHOLD", Source::Environment),
+        (
+            "LOG_BACKUPS",
+            Source::EnvFile(PathBuf::from("/srv/app/.env")),
+        ),
+        ("MAX_RESTART_ATTEMPTS", Source::Default),
+        ("ALERT_FROM", Source::Default),
+        ("SERVER_COMMAND", Source::ArgsAfterDashDash),
+    ];
+    for (name, want) in table {
+        assert_eq!(c.source(name), Some(&want), "{name}");
+    }
+    for info in SETTINGS {
+        assert!(c.source(info.name).is_some(), "{}", info.name);
+    }
+    assert_eq!(c.source("NOPE"), None);
+}
+
+#[test]
+fn later_flag_and_later_file_line_win() {
+    let c = Input::default()
+        .file("LOG_BACKUPS=2\nLOG_BACKUPS=3\n")
+        .flag("CHECK_INTERVAL", "1")
+        .flag("CHECK_INTERVAL", "4")
+        .ok();
+    assert_eq!(c.log.log_backups, 3);
+    assert_eq!(c.policy.check_interval, secs(4));
+}
+
+#[test]
+fn blank_value_means_the_default() {
+    let c = Input::default()
+        .file("SMTP_SERVER=smtp.example.com\nCHECK_INTERVAL=7\n")
+        .env("SMTP_SERVER", "")
+        .env("CHECK_INTERVAL", "  ")
+        .flag("SERVER_COMMAND", "")
+        .ok();
+    assert_eq!(c.alert.smtp_server, None);
+    assert_eq!(c.policy.check_interval, secs(30));
+    assert_eq!(c.server.server_command, None);
+    assert_eq!(c.source("SMTP_SERVER"), Some(&Source::Environment));
+}
+
+#[test]
+fn dash_dash_words_beat_server_command() {
+    let c = Input::default()
+        .flag("SERVER_COMMAND", "python old.py")
+        .env("SERVER_COMMAND", "python env.py")
+        .argv(&["python", "new app.py"])
+        .ok();
+    assert_eq!(
+        c.server.server_command,
+        Some(strings(&["python", "new app.py"]))
+    );
+    // No words after `--` is the same as not giving them.
+    let c = Input::default()
+        .env("SERVER_COMMAND", "python env.py")
+        .argv(&[])
+        .ok();
+    assert_eq!(
+        c.server.server_command,
+        Some(strings(&["python", "env.py"]))
+    );
+    assert_eq!(c.source("SERVER_COMMAND"), Some(&Source::Environment));
+}
+
+#[test]
+fn commands_are_split_like_a_shell() {
+    let c = Input::default()
+        .env("SERVER_COMMAND", "python -c 'print(1)' \"a b\"")
+        .env("STOP_COMMAND", "systemctl stop app")
+        .ok();
+    assert_eq!(
+        c.server.server_command,
+        Some(strings(&["python", "-c", "print(1)", "a b"]))
+    );
+    assert_eq!(
+        c.server.stop_command,
+        Some(strings(&["systemctl", "stop", "app"]))
+    );
+    // A double-quoted env-file value is unescaped first, then split.
+    let c = Input::default()
+        .file("SERVER_COMMAND=\"sh -c \\\"echo hi\\\"\"\n")
+        .ok();
+    assert_eq!(
+        c.server.server_command,
+        Some(strings(&["sh", "-c", "echo hi"]))
+    );
+}
+
+#[test]
+fn stop_command_without_server_command_is_fine() {
+    let c = one("STOP_COMMAND", "kill-app").ok();
+    assert_eq!(c.server.server_command, None);
+    assert_eq!(c.server.stop_command, Some(strings(&["kill-app"])));
+}
+
+#[test]
+fn unparsable_command_names_setting_and_problem() {
+    assert_eq!(
+        one("SERVER_COMMAND", "python 'app.py").problems(),
+        ["invalid value `python 'app.py` for SERVER_COMMAND: unclosed single quote"]
+    );
+    assert_eq!(
+        one("STOP_COMMAND", "stop \\").problems(),
+        ["invalid value `stop \\` for STOP_COMMAND: trailing backslash"]
+    );
+    assert_eq!(
+        one("SERVER_COMMAND", "'' app").problems(),
+        ["invalid value `'' app` for SERVER_COMMAND: the program name is empty"]
+    );
+}
+
+#[test]
+fn paths_are_made_absolute_against_cwd() {
+    let c = Input::default()
+        .env("LOG_DIR", "var/log")
+        .env("SERVER_WORKDIR", "srv")
+        .env("SMTP_CA_FILE", "/etc/ca.pem")
+        .ok();
+    assert_eq!(c.log.log_dir, PathBuf::from("/srv/app/var/log"));
+    assert_eq!(c.server.server_workdir, Some(PathBuf::from("/srv/app/srv")));
+    assert_eq!(c.alert.smtp_ca_file, Some(PathBuf::from("/etc/ca.pem")));
+}
+
+/// For each setting, values that pass with what they become (via a probe),
+/// and values that fail.
+#[test]
+fn durations_are_checked_per_setting() {
+    // (setting, good values, bad values)
+    let table: &[(&str, &[&str], &[&str])] = &[
+        (
+            "CHECK_INTERVAL",
+            &["30", "0.5", "500ms", "2m"],
+            &["0", "0ms", "-1", "5x", "inf"],
+        ),
+        ("STARTUP_TIMEOUT", &["10", "0.1"], &["0", "-5", "NaN"]),
+        ("SMTP_TIMEOUT", &["10", "1h"], &["0", "0.0", "x"]),
+        (
+            "HEALTH_TIMEOUT",
+            &["1", "5", "2s", "2000ms", "1m"],
+            &["0", "0.5", "1.5", "1500ms", "-1", "x"],
+        ),
+        ("STOP_TIMEOUT", &["0", "2", "0.25"], &["-1", "soon"]),
+        ("RESTART_COOLDOWN", &["0", "60", "1.5m"], &["-60", ""]),
+        ("RETRY_AFTER_GIVE_UP", &["0", "1h"], &["-1", "never"]),
+    ];
+    check_table(table);
+}
+
+#[test]
+fn numbers_are_checked_per_setting() {
+    let table: &[(&str, &[&str], &[&str])] = &[
+        (
+            "FAILURE_THRESHOLD",
+            &["1", "3", "100"],
+            &["0", "-1", "1.5", "+3", "x", "4294967296"],
+        ),
+        ("MAX_RESTART_ATTEMPTS", &["1", "10"], &["0", "two"]),
+        ("LOG_BACKUPS", &["1", "5"], &["0", "-5"]),
+        (
+            "LOG_MAX_BYTES",
+            &["4096", "10485760"],
+            &["4095", "0", "10MB", "1e6"],
+        ),
+        ("LOG_RETENTION_DAYS", &["0", "30"], &["-1", "30d", "1.5"]),
+        (
+            "SMTP_PORT",
+            &["1", "25", "465", "65535"],
+            &["0", "65536", "-1", "smtp"],
+        ),
+        (
+            "WARN_MEMORY_PERCENT",
+            &["0", "80", "12.5", "150"],
+            &["-1", "NaN", "inf", "x"],
+        ),
+        ("WARN_CPU_PERCENT", &["0", "50"], &["-0.1", "fifty"]),
+        (
+            "WARN_DB_RESPONSE_MS",
+            &["0", "100", "2.5"],
+            &["-100", "100ms"],
+        ),
+    ];
+    check_table(table);
+}
+
+#[test]
+fn other_values_are_checked_per_setting() {
+    let table: &[(&str, &[&str], &[&str])] = &[
+        (
+            "RESTART_ON_EXIT",
+            &["true", "FALSE", "yes", "no", "on", "off", "1", "0"],
+            &["maybe", "2"],
+        ),
+        ("KEEP_SERVER_ON_EXIT", &["Yes", "0"], &["y"]),
+        (
+            "LOG_LEVEL",
+            &["debug", "INFO", "warning", "warn", "Error"],
+            &["trace", "critical", "verbose"],
+        ),
+        (
+            "HEALTH_URL",
+            &[
+                "http://127.0.0.1:8000/health",
+                "https://example.com",
+                "HTTP://host:1/x?y#z",
+                "http://[::1]:8080/health",
+                "http://user:pw@host/health",
+            ],
+            &[
+                "127.0.0.1:8000/health",
+                "ftp://host/x",
+                "http://",
+                "http:///health",
+                "http://host:0/",
+                "http://host:99999/",
+                "http://host:/",
+                "http://host:port/",
+                "http://ho st/",
+                "http://[::1/",
+            ],
+        ),
+        (
+            "ALERT_WEBHOOK_URL",
+            &["https://hooks.example.com/T/B/X"],
+            &["hooks.example.com/x", "mailto:a@b"],
+        ),
+        (
+            "SMTP_SECURITY",
+            &["starttls", "TLS", "none"],
+            &["ssl", "true"],
+        ),
+        (
+            "SMTP_SERVER",
+            &["smtp.gmail.com", "10.0.0.1", "::1"],
+            &["smtp://smtp.gmail.com", "smtp.gmail.com/x", "a b"],
+        ),
+        (
+            "ALERT_EMAIL",
+            &["a@x.org", "a@x.org, b@y.org", "a@x.org,"],
+            &["nobody", "a@x.org, b", "Name <a@x.org>", ","],
+        ),
+        (
+            "ALERT_FROM",
+            &["mon@x.org"],
+            &["monitor", "Mon <mon@x.org>", "@x.org", "a@"],
+        ),
+        ("HEALTHY_STATUSES", &["ok", "OK, Up"], &[",", " , "]),
+        ("SERVICE_NAME", &["My App", "Café ☕"], &["a\nBcc: x@y.org"]),
+    ];
+    check_table(table);
+}
+
+fn check_table(table: &[(&str, &[&str], &[&str])]) {
+    for (name, good, bad) in table {
+        for value in *good {
+            if let Err(e) = one(name, value).resolve() {
+                panic!("{name}={value:?} should pass: {e}");
+            }
+        }
+        for value in *bad {
+            if value.trim().is_empty() {
+                // Blank means the default; fine by definition.
+                assert!(one(name, value).resolve().is_ok(), "{name}={value:?}");
+                continue;
+            }
+            let problems = one(name, value).problems();
+            assert_eq!(problems.len(), 1, "{name}={value:?}: {problems:?}");
+            let p = &problems[0];
+            let shown = match *name {
+                "ALERT_WEBHOOK_URL" => mask_webhook_url(value),
+                _ => value.to_string(),
+            };
+            assert!(
+                p.starts_with(&format!("invalid value `{shown}` for {name}: expected ")),
+                "{name}={value:?}: {p}"
+            );
+        }
+    }
+}
+
+#[test]
+fn parsed_values_are_what_was_given() {
+    let c = Input::default()
+        .env("HEALTH_TIMEOUT", "2000ms")
+        .env("CHECK_INTERVAL", "500ms")
+        .env("RETRY_AFTER_GIVE_UP", "2m")
+        .env("RESTART_ON_EXIT", "off")
+        .env("KEEP_SERVER_ON_EXIT", "YES")
+        .env("LOG_LEVEL", "WARN")
+        .env("HEALTHY_STATUSES", " OK , Up,,")
+        .env("ALERT_EMAIL", "a@x.org, b@y.org")
+        .env("WARN_CPU_PERCENT", "12.5")
+        .ok();
+    assert_eq!(c.health.health_timeout, secs(2));
+    assert_eq!(c.policy.check_interval, Duration::from_millis(500));
+    assert_eq!(c.policy.retry_after_give_up, Some(secs(120)));
+    assert!(!c.policy.restart_on_exit);
+    assert!(c.server.keep_server_on_exit);
+    assert_eq!(c.log.log_level, log::LevelFilter::Warn);
+    assert_eq!(c.health.healthy_statuses, strings(&["ok", "up"]));
+    assert_eq!(c.alert.alert_email, strings(&["a@x.org", "b@y.org"]));
+    assert_eq!(c.health.warn_cpu_percent, 12.5);
+}
+
+#[test]
+fn message_names_setting_value_and_what_is_allowed() {
+    assert_eq!(
+        one("CHECK_INTERVAL", "5x").problems(),
+        ["invalid value `5x` for CHECK_INTERVAL: expected seconds like `30`, `0.5` or `500ms`"]
+    );
+    assert_eq!(
+        one("HEALTH_TIMEOUT", "0.5").problems(),
+        ["invalid value `0.5` for HEALTH_TIMEOUT: expected whole seconds, at least 1, like `5` or `2s`"]
+    );
+    assert_eq!(
+        one("SMTP_PORT", "70000").problems(),
+        ["invalid value `70000` for SMTP_PORT: expected a port number from 1 to 65535"]
+    );
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let input = Input::default()
+        .file("LOG_BACKUPS=0\nnot a line\n")
+        .env("CHECK_INTERVAL", "5x")
+        .env("SMTP_PORT", "0")
+        .flag("LOG_LEVEL", "loud")
+        .flag("HEALTH_URL", "localhost:8000");
+    let problems = input.problems();
+    assert_eq!(
+        problems,
+        [
+            "env file /srv/app/.env: line 2: expected KEY=value",
+            "invalid value `localhost:8000` for HEALTH_URL: expected an http:// or https:// URL with a host, like `http://127.0.0.1:8000/health`",
+            "invalid value `5x` for CHECK_INTERVAL: expected seconds like `30`, `0.5` or `500ms`",
+            "invalid value `loud` for LOG_LEVEL: expected debug, info, warning or error",
+            "invalid value `0` for SMTP_PORT: expected a port number from 1 to 65535",
+        ]
+    );
+    let shown = input.resolve().unwrap_err().to_string();
+    assert_eq!(shown.lines().count(), 5);
+    assert!(!shown.ends_with('\n'));
+}
+
+#[test]
+fn unknown_keys_are_ignored_unknown_flags_are_not() {
+    let c = Input::default()
+        .file("DATABASE_URL=postgres://x\nOPENAI_API_KEY=sk\n")
+        .env("PATH", "/bin")
+        .ok();
+    assert_eq!(c.policy.check_interval, secs(30));
+    assert_eq!(
+        Input::default().flag("NOPE", "1").problems(),
+        ["unknown setting `NOPE`"]
+    );
+}
+
+#[test]
+fn smtp_security_defaults_by_port() {
+    let table = [
+        (None, None, SmtpSecurity::StartTls),
+        (Some("465"), None, SmtpSecurity::Tls),
+        (Some("25"), None, SmtpSecurity::StartTls),
+        (Some("465"), Some("starttls"), SmtpSecurity::StartTls),
+        (Some("587"), Some("tls"), SmtpSecurity::Tls),
+        (Some("25"), Some("none"), SmtpSecurity::None),
+    ];
+    for (port, security, want) in table {
+        let mut input = Input::default();
+        if let Some(port) = port {
+            input = input.env("SMTP_PORT", port);
+        }
+        if let Some(security) = security {
+            input = input.env("SMTP_SECURITY", security);
+        }
+        assert_eq!(
+            input.ok().alert.smtp_security,
+            want,
+            "{port:?} {security:?}"
+        );
+    }
+}
+
+#[test]
+fn smtp_security_none_with_password_is_refused() {
+    let problems = Input::default()
+        .env("SMTP_SECURITY", "none")
+        .env("SMTP_USERNAME", "me@x.org")
+        .env("SMTP_PASSWORD", "hunter2")
+        .problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("SMTP_SECURITY=none is refused while SMTP_PASSWORD is set"));
+    assert!(!problems[0].contains("hunter2"));
+    // Without a password, `none` is allowed (a relay on localhost).
+    assert!(one("SMTP_SECURITY", "none").resolve().is_ok());
+}
+
+#[test]
+fn smtp_username_and_password_go_together() {
+    let with_server = |name: &str, value: &str| one("SMTP_SERVER", "smtp.x.org").env(name, value);
+    assert_eq!(
+        with_server("SMTP_PASSWORD", "hunter2").problems(),
+        ["SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both"]
+    );
+    assert_eq!(
+        with_server("SMTP_USERNAME", "me").problems(),
+        ["SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both"]
+    );
+    // Without SMTP_SERVER no mail is sent, so a half-filled template is fine.
+    assert!(one("SMTP_USERNAME", "me").resolve().is_ok());
+}
+
+#[test]
+fn no_secret_in_any_message() {
+    let problems = Input::default()
+        .env("SMTP_SERVER", "smtp.x.org")
+        .env("SMTP_SECURITY", "none")
+        .env("SMTP_PASSWORD", "hunter2")
+        .env("HEALTH_URL", "ftp://user:hunter2@host/")
+        .env(
+            "ALERT_WEBHOOK_URL",
+            "hooks.slack.com/services/T0/B0/hunter2",
+        )
+        .problems();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    for p in &problems {
+        assert!(!p.contains("hunter2"), "{p}");
+    }
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("ftp://user:********@host/")));
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("`hooks.slack.com/********`")));
+}
+
+#[test]
+fn alert_from_falls_back_to_username_then_hostname() {
+    let with_user = |user: &str| {
+        Input::default()
+            .env("SMTP_USERNAME", user)
+            .env("SMTP_PASSWORD", "pw")
+    };
+    assert_eq!(
+        with_user("me@gmail.com").ok().alert.alert_from,
+        "me@gmail.com"
+    );
+    // A user name that is not an address cannot be a sender.
+    assert_eq!(
+        with_user("apikey").ok().alert.alert_from,
+        "server-monitor@box1"
+    );
+    assert_eq!(
+        with_user("me@gmail.com")
+            .env("ALERT_FROM", "mon@x.org")
+            .ok()
+            .alert
+            .alert_from,
+        "mon@x.org"
+    );
+    let c = resolve(&[], &HashMap::new(), None, None, " \n", Path::new("/")).unwrap();
+    assert_eq!(c.alert.alert_from, "server-monitor@localhost");
+    assert_eq!(c.hostname, "localhost");
+}
+
+#[test]
+fn email_enabled_needs_server_and_recipients() {
+    let table = [
+        (None, None, false),
+        (Some("smtp.x.org"), None, false),
+        (None, Some("a@x.org"), false),
+        (Some("smtp.x.org"), Some("a@x.org"), true),
+    ];
+    for (server, email, want) in table {
+        let mut input = Input::default();
+        if let Some(server) = server {
+            input = input.env("SMTP_SERVER", server);
+        }
+        if let Some(email) = email {
+            input = input.env("ALERT_EMAIL", email);
+        }
+        assert_eq!(input.ok().email_enabled(), want, "{server:?} {email:?}");
+    }
+}
+
+#[test]
+fn env_file_problems_name_path_and_line() {
+    assert_eq!(
+        Input::default().file("A=1\n\nbad line\n").problems(),
+        ["env file /srv/app/.env: line 3: expected KEY=value"]
+    );
+}
+
+#[test]
+fn render_lists_every_setting_with_its_source() {
+    let c = Input::default()
+        .file("LOG_BACKUPS=2\n")
+        .env("SERVICE_NAME", "My App")
+        .flag("CHECK_INTERVAL", "500ms")
+        .argv(&["python", "my app.py"])
+        .ok();
+    let text = c.render();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), SETTINGS.len());
+    for (line, info) in lines.iter().zip(SETTINGS) {
+        assert!(line.starts_with(&format!("{}=", info.name)), "{line}");
+    }
+    let find = |prefix: &str| {
+        *lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+    };
+    assert!(find("CHECK_INTERVAL=0.5 ").ends_with("# flag"));
+    assert!(find("SERVICE_NAME=My App ").ends_with("# environment"));
+    assert!(find("LOG_BACKUPS=2 ").ends_with("# env file /srv/app/.env"));
+    assert!(find("SERVER_COMMAND=python 'my app.py' ").ends_with("# after --"));
+    assert!(find("HEALTH_URL=http://127.0.0.1:8000/health ").ends_with("# default"));
+    assert!(find("LOG_DIR=/srv/app/logs ").ends_with("# default"));
+    // Aligned: every `#` in the same column.
+    let columns: Vec<usize> = lines.iter().map(|l| l.find("  # ").unwrap()).collect();
+    assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
+}
+
+#[test]
+fn render_values_cover_settings_in_order() {
+    let c = Input::default().ok();
+    let names: Vec<&str> = c.values().into_iter().map(|(n, _)| n).collect();
+    let want: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn render_masks_secrets() {
+    let c = Input::default()
+        .env("SMTP_USERNAME", "me@x.org")
+        .env("SMTP_PASSWORD", "hunter2")
+        .env("HEALTH_URL", "https://admin:hunter2@app.example.com/health")
+        .env(
+            "ALERT_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/hunter2",
+        )
+        .ok();
+    let text = c.render();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("SMTP_PASSWORD=********"));
+    assert!(text.contains("HEALTH_URL=https://admin:********@app.example.com/health"));
+    assert!(text.contains("ALERT_WEBHOOK_URL=https://hooks.slack.com/********"));
+    assert!(!format!("{c:?}").contains("hunter2"));
+    // Unset secrets stay empty rather than looking set.
+    assert!(Input::default().ok().render().contains("SMTP_PASSWORD= "));
+}
+
+#[test]
+fn render_output_is_a_valid_env_file_that_resolves_the_same() {
+    let c = Input::default()
+        .env("SERVICE_NAME", " padded # name ")
+        .env("SERVER_COMMAND", "sh -c 'echo \"hi\" # not a comment'")
+        .env("STOP_COMMAND", "'my stop' now")
+        .env("CHECK_INTERVAL", "1.25")
+        .env("LOG_LEVEL", "warn")
+        .env("ALERT_EMAIL", "a@x.org,b@x.org")
+        .env("SMTP_PORT", "465")
+        .ok();
+    let again = Input::default().file(&c.render()).ok();
+    assert_eq!(again.health, c.health);
+    assert_eq!(again.server, c.server);
+    assert_eq!(again.policy, c.policy);
+    assert_eq!(again.log, c.log);
+    assert_eq!(again.alert, c.alert);
+}
+
+#[test]
+fn mask_url_password_table() {
+    let table = [
+        ("http://host/x", "http://host/x"),
+        ("http://user@host/x", "http://user@host/x"),
+        ("http://user:pw@host/x", "http://user:********@host/x"),
+        (
+            "https://u:p@ss@host:1/x?q#f",
+            "https://u:********@host:1/x?q#f",
+        ),
+        ("http://:pw@host", "http://:********@host"),
+        ("not a url", "not a url"),
+    ];
+    for (url, want) in table {
+        assert_eq!(mask_url_password(url), want, "{url}");
+    }
+}
+
+#[test]
+fn mask_webhook_url_table() {
+    let table = [
+        (
+            "https://hooks.slack.com/services/T/B/X",
+            "https://hooks.slack.com/********",
+        ),
+        ("https://host.example.com", "https://host.example.com"),
+        ("https://host.example.com/", "https://host.example.com/"),
+        (
+            "http://127.0.0.1:9000/?token=x",
+            "http://127.0.0.1:9000/********",
+        ),
+        ("https://u:pw@host/x", "https://u:********@host/********"),
+        ("host/secret", "host/********"),
+    ];
+    for (url, want) in table {
+        assert_eq!(mask_webhook_url(url), want, "{url}");
+    }
+}
+
+#[test]
+fn settings_table_is_consistent() {
+    for (i, info) in SETTINGS.iter().enumerate() {
+        assert!(is_valid_key(info.name), "{}", info.name);
+        assert!(
+            SETTINGS[..i].iter().all(|s| s.name != info.name),
+            "{} twice",
+            info.name
+        );
+    }
+    let bools: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.is_bool())
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(bools, ["RESTART_ON_EXIT", "KEEP_SERVER_ON_EXIT"]);
+    assert_eq!(
+        setting_info("CHECK_INTERVAL").unwrap().flag(),
+        "--check-interval"
+    );
+}
+
+#[test]
+fn load_names_an_unreadable_env_file() {
+    let cli = Cli {
+        command: crate::cli::Command::Config,
+        flags: Vec::new(),
+        env_file: Some(PathBuf::from("/nonexistent/server-monitor-test.env")),
+        json: false,
+        server_command: None,
+    };
+    let e = load(&cli).unwrap_err();
+    assert!(
+        e.problems[0].starts_with("cannot read env file /nonexistent/server-monitor-test.env: "),
+        "{e}"
+    );
+}
