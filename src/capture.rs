@@ -43,6 +43,13 @@ pub const READ_BUFFER: usize = 64 * 1024;
 /// size rotation until EOF, then exit 0. Exit 1 when stdin cannot be read.
 pub fn run(file: PathBuf, max_bytes: u64, backups: u32) -> i32 {
     let mut rotating = RotatingFile::new(file, max_bytes, backups);
+    // Create the file at once, so that `tail -f` works before the first line.
+    if let Err(e) = rotating.open() {
+        throttle::warn_stderr(format_args!(
+            "server-monitor __capture: cannot open {}: {e}",
+            rotating.path().display()
+        ));
+    }
     match copy(io::stdin().lock(), &mut rotating) {
         Ok(_) => 0,
         Err(e) => {
@@ -53,38 +60,6 @@ pub fn run(file: PathBuf, max_bytes: u64, backups: u32) -> i32 {
             1
         }
     }
-}
-
-/// Parses the words after `__capture` (`FILE MAX_BYTES BACKUPS`) and runs
-/// [`run`]; a wrong argument list exits 2 with a usage line.
-pub fn run_args(args: &[String]) -> i32 {
-    match parse_args(args) {
-        Ok((file, max_bytes, backups)) => run(file, max_bytes, backups),
-        Err(message) => {
-            throttle::warn_stderr(format_args!(
-                "server-monitor __capture: {message}\nusage: server-monitor __capture FILE MAX_BYTES BACKUPS"
-            ));
-            2
-        }
-    }
-}
-
-/// `FILE MAX_BYTES BACKUPS` as values; the message names the bad word.
-pub fn parse_args(args: &[String]) -> Result<(PathBuf, u64, u32), String> {
-    let [file, max_bytes, backups] = args else {
-        return Err(format!("expected 3 arguments, got {}", args.len()));
-    };
-    let max_bytes = max_bytes
-        .parse::<u64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            format!("invalid MAX_BYTES `{max_bytes}`: expected a positive number of bytes")
-        })?;
-    let backups = backups
-        .parse::<u32>()
-        .map_err(|_| format!("invalid BACKUPS `{backups}`: expected a number"))?;
-    Ok((PathBuf::from(file), max_bytes, backups))
 }
 
 /// What a [`copy`] did, in bytes.
@@ -336,25 +311,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn parse_args_takes_file_size_and_backups() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            parse_args(&args(&["logs/server.log", "10485760", "5"])),
-            Ok((PathBuf::from("logs/server.log"), 10_485_760, 5))
-        );
-        let bad = [
-            (&["f", "10"][..], "expected 3 arguments, got 2"),
-            (&["f", "x", "5"][..], "invalid MAX_BYTES `x`"),
-            (&["f", "0", "5"][..], "invalid MAX_BYTES `0`"),
-            (&["f", "10", "-1"][..], "invalid BACKUPS `-1`"),
-        ];
-        for (a, want) in bad {
-            let err = parse_args(&args(a)).unwrap_err();
-            assert!(err.starts_with(want), "{err}");
         }
     }
 

@@ -37,7 +37,9 @@ pub struct Check {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckOutcome {
     /// Healthy; `warnings` lists the WARN_* thresholds the body passed.
-    Healthy { warnings: Vec<String> },
+    Healthy {
+        warnings: Vec<String>,
+    },
     Failed(Reason),
 }
 
@@ -56,7 +58,10 @@ pub enum Reason {
     /// A non-2xx, non-3xx status.
     Http(u16),
     /// A 3xx; redirects are not followed.
-    Redirect { code: u16, location: Option<String> },
+    Redirect {
+        code: u16,
+        location: Option<String>,
+    },
     /// A JSON `status` that is not one of HEALTHY_STATUSES.
     Status(String),
     BodyTooLarge,
@@ -71,10 +76,20 @@ impl fmt::Display for Reason {
             Reason::TimedOut => f.write_str("timed out"),
             Reason::Reset => f.write_str("connection reset"),
             Reason::Http(code) => write!(f, "HTTP {code}"),
-            Reason::Redirect { code, location: Some(to) } => {
-                write!(f, "HTTP {code} redirect to {} (not followed)", clip(to, 200))
+            Reason::Redirect {
+                code,
+                location: Some(to),
+            } => {
+                write!(
+                    f,
+                    "HTTP {code} redirect to {} (not followed)",
+                    clip(to, 200)
+                )
             }
-            Reason::Redirect { code, location: None } => {
+            Reason::Redirect {
+                code,
+                location: None,
+            } => {
                 write!(f, "HTTP {code} redirect (not followed)")
             }
             Reason::Status(s) => write!(f, "status {:?}", clip(s, 100)),
@@ -156,7 +171,10 @@ fn from_io(err: io::Error) -> Reason {
 /// Pure: what a response with this status code and body means.
 pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutcome {
     if (300..400).contains(&code) {
-        return CheckOutcome::Failed(Reason::Redirect { code, location: None });
+        return CheckOutcome::Failed(Reason::Redirect {
+            code,
+            location: None,
+        });
     }
     if !(200..300).contains(&code) {
         return CheckOutcome::Failed(Reason::Http(code));
@@ -167,7 +185,9 @@ pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutco
     // Not JSON, or JSON nested deeper than serde_json's limit: the 2xx decides.
     let Ok(serde_json::Value::Object(json)) = serde_json::from_slice::<serde_json::Value>(body)
     else {
-        return CheckOutcome::Healthy { warnings: Vec::new() };
+        return CheckOutcome::Healthy {
+            warnings: Vec::new(),
+        };
     };
     if let Some(serde_json::Value::String(status)) = json.get("status") {
         let healthy = settings
@@ -272,7 +292,10 @@ mod tests {
     fn failure_reasons_are_short_and_specific() {
         assert_eq!(failed(503, r#"{"status":"unhealthy"}"#), "HTTP 503");
         assert_eq!(failed(404, ""), "HTTP 404");
-        assert_eq!(failed(200, r#"{"status":"unhealthy"}"#), r#"status "unhealthy""#);
+        assert_eq!(
+            failed(200, r#"{"status":"unhealthy"}"#),
+            r#"status "unhealthy""#
+        );
         assert_eq!(failed(302, ""), "HTTP 302 redirect (not followed)");
         assert_eq!(failed(199, ""), "HTTP 199");
     }

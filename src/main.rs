@@ -23,7 +23,11 @@ fn main() -> ExitCode {
             println!("server-monitor {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        cli::Command::Capture { file, max_bytes, backups } => capture::run(file, max_bytes, backups),
+        cli::Command::Capture {
+            file,
+            max_bytes,
+            backups,
+        } => capture::run(file, max_bytes, backups).clamp(0, 255) as u8,
         ref command => match config::load(&cli) {
             // `check` speaks the Nagios convention: bad configuration is UNKNOWN.
             Err(e) if *command == cli::Command::Check => {

@@ -39,8 +39,15 @@ pub const LOCK_FILE: &str = "server_monitor.lock";
 /// A fault of the monitor itself (not of the server): exit status 1.
 #[derive(Debug)]
 pub enum RunError {
-    AlreadyRunning { dir: PathBuf, pid: Option<u32> },
-    Io { what: String, path: PathBuf, err: io::Error },
+    AlreadyRunning {
+        dir: PathBuf,
+        pid: Option<u32>,
+    },
+    Io {
+        what: String,
+        path: PathBuf,
+        err: io::Error,
+    },
     Setup(String),
 }
 
@@ -63,18 +70,17 @@ impl fmt::Display for RunError {
     }
 }
 
-fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
-    let what = what.to_string();
-    move |err| RunError::Io {
-        what,
-        path: path.to_path_buf(),
-        err,
-    }
+fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> RunError {
+    let (what, path) = (what.to_string(), path.to_path_buf());
+    move |err| RunError::Io { what, path, err }
 }
 
 pub fn create_dir_0750(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
 }
 
 /// Holds `server_monitor.lock` (an exclusive flock) for the monitor's life;
@@ -474,11 +480,16 @@ impl<'a> Monitor<'a> {
                     }
                 }
             },
-            Err(e) => log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND `{}`: {e}", cmd[0]),
+            Err(e) => {
+                log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND `{}`: {e}", cmd[0])
+            }
         }
         // Wait for the health URL to stop answering.
         while Instant::now() < deadline {
-            if matches!(health::check(&self.cfg.health).outcome, CheckOutcome::Failed(health::Reason::Refused)) {
+            if matches!(
+                health::check(&self.cfg.health).outcome,
+                CheckOutcome::Failed(health::Reason::Refused)
+            ) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -488,7 +499,10 @@ impl<'a> Monitor<'a> {
 
     fn alert(&mut self, a: &crate::policy::Alert) {
         let dir = &self.cfg.log.log_dir;
-        let tail = if matches!(a, crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }) {
+        let tail = if matches!(
+            a,
+            crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }
+        ) {
             alert::tail_lines(&dir.join(server::STDERR_LOG), alert::ERROR_TAIL_LINES)
         } else {
             Vec::new()
@@ -502,7 +516,13 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
-        let mime = alert::to_mime(&msg, &self.cfg.alert.alert_from, &self.cfg.alert.alert_email, now, &self.host);
+        let mime = alert::to_mime(
+            &msg,
+            &self.cfg.alert.alert_from,
+            &self.cfg.alert.alert_email,
+            now,
+            &self.host,
+        );
         match alert::write_eml(dir, &mime, msg.event, now) {
             Ok(path) => {
                 log::info!(subject = msg.subject.as_str(), path = path.display().to_string().as_str();
@@ -522,7 +542,10 @@ impl<'a> Monitor<'a> {
         self.next_sweep = now + Duration::from_secs(3600);
         let days = self.cfg.log.log_retention_days;
         if days > 0 {
-            let removed = crate::logging::sweep_old_files(&self.cfg.log.log_dir, Duration::from_secs(u64::from(days) * 86_400));
+            let removed = crate::logging::sweep_old_files(
+                &self.cfg.log.log_dir,
+                Duration::from_secs(u64::from(days) * 86_400),
+            );
             if removed > 0 {
                 log::info!(removed = removed; "removed {removed} files older than LOG_RETENTION_DAYS={days}");
             }
@@ -563,7 +586,9 @@ impl<'a> Monitor<'a> {
         let timeout = self
             .policy
             .next_wakeup()
-            .map_or(Duration::from_secs(60), |at| at.saturating_duration_since(now))
+            .map_or(Duration::from_secs(60), |at| {
+                at.saturating_duration_since(now)
+            })
             .min(self.next_sweep.saturating_duration_since(now));
         if timeout.is_zero() {
             return;
@@ -606,7 +631,10 @@ pub fn check_once(cfg: &Config) -> i32 {
             0
         }
         CheckOutcome::Healthy { warnings } => {
-            println!("WARNING - {url} healthy in {ms:.1} ms, but {}", warnings.join("; "));
+            println!(
+                "WARNING - {url} healthy in {ms:.1} ms, but {}",
+                warnings.join("; ")
+            );
             1
         }
         CheckOutcome::Failed(reason) => {
@@ -632,7 +660,10 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("server-monitor: {e} ({})", dir.join(state::STATE_FILE).display());
+            eprintln!(
+                "server-monitor: {e} ({})",
+                dir.join(state::STATE_FILE).display()
+            );
             if matches!(e, state::ReadError::Missing) {
                 3
             } else {

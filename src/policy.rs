@@ -85,7 +85,9 @@ pub enum Event {
     /// `process exited with status 1`.
     Exited(String),
     /// Someone asked for a restart (`server-monitor restart`).
-    PlannedRestart { by: String },
+    PlannedRestart {
+        by: String,
+    },
 }
 
 /// Why a server is being started.
@@ -99,8 +101,13 @@ pub enum StartKind {
         down_checks: u32,
     },
     /// The one more try after giving up (RETRY_AFTER_GIVE_UP).
-    Retry { cause: String, down_checks: u32 },
-    Planned { by: String },
+    Retry {
+        cause: String,
+        down_checks: u32,
+    },
+    Planned {
+        by: String,
+    },
 }
 
 impl StartKind {
@@ -203,7 +210,9 @@ impl fmt::Display for Note {
 enum Phase {
     Idle,
     /// A Start action is out; waiting for Spawned or SpawnFailed.
-    Starting { kind: StartKind },
+    Starting {
+        kind: StartKind,
+    },
     Verifying {
         kind: StartKind,
         started: Instant,
@@ -211,14 +220,18 @@ enum Phase {
         next_probe: Instant,
         last_failure: Option<String>,
     },
-    Running { healthy_since: Option<Instant> },
+    Running {
+        healthy_since: Option<Instant>,
+    },
     /// A restart is due; the cooldown holds it until `not_before`.
     Pending {
         not_before: Instant,
         cause: String,
         down_checks: u32,
     },
-    GivenUp { retry_at: Option<Instant> },
+    GivenUp {
+        retry_at: Option<Instant>,
+    },
 }
 
 /// The shortest and longest gap between two verification probes.
@@ -487,7 +500,10 @@ impl Policy {
                     self.restart_due(cause, self.failures, now, out);
                 }
             }
-            Phase::Idle | Phase::Starting { .. } | Phase::Pending { .. } | Phase::GivenUp { .. } => {
+            Phase::Idle
+            | Phase::Starting { .. }
+            | Phase::Pending { .. }
+            | Phase::GivenUp { .. } => {
                 self.last_error = Some(cause);
             }
         }
@@ -517,7 +533,13 @@ impl Policy {
         self.next_check = now + self.rules.check_interval;
     }
 
-    fn verify_failed(&mut self, kind: StartKind, reason: String, now: Instant, out: &mut Vec<Action>) {
+    fn verify_failed(
+        &mut self,
+        kind: StartKind,
+        reason: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         out.push(Action::Note(Note::VerifyFailed {
             kind: kind.clone(),
             reason: reason.clone(),
@@ -550,7 +572,13 @@ impl Policy {
         }
     }
 
-    fn restart_due(&mut self, cause: String, down_checks: u32, now: Instant, out: &mut Vec<Action>) {
+    fn restart_due(
+        &mut self,
+        cause: String,
+        down_checks: u32,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if !self.rules.can_restart || self.attempts >= self.rules.max_restart_attempts {
             return self.give_up(cause, now, out);
         }
@@ -703,12 +731,18 @@ mod tests {
         fn check_at(&mut self, secs: f64, ev: Event) -> Vec<Action> {
             self.at(secs);
             let tick = self.feed(Event::Tick);
-            assert!(tick.contains(&Action::Check), "no check due at {secs}s: {tick:?}");
+            assert!(
+                tick.contains(&Action::Check),
+                "no check due at {secs}s: {tick:?}"
+            );
             self.feed(ev)
         }
 
         fn restarts(&self) -> usize {
-            self.starts.iter().filter(|k| matches!(k, StartKind::Restart { .. })).count()
+            self.starts
+                .iter()
+                .filter(|k| matches!(k, StartKind::Restart { .. }))
+                .count()
         }
 
         fn phase(&self) -> &'static str {
@@ -719,7 +753,10 @@ mod tests {
     #[test]
     fn first_start_is_verified_without_alert() {
         let mut s = Scenario::new(rules());
-        assert_eq!(s.feed(Event::Begin(Begin::Start)), vec![Action::Start(StartKind::First)]);
+        assert_eq!(
+            s.feed(Event::Begin(Begin::Start)),
+            vec![Action::Start(StartKind::First)]
+        );
         s.feed(Event::Spawned);
         assert_eq!(s.feed(Event::Tick), vec![Action::Check]);
         s.at(0.05).feed(healthy());
@@ -744,7 +781,10 @@ mod tests {
             t += 0.001;
         }
         assert!(probes.len() > 30, "{probes:?}");
-        assert!(probes[1] - probes[0] < 0.0075, "first probes 5 ms apart: {probes:?}");
+        assert!(
+            probes[1] - probes[0] < 0.0075,
+            "first probes 5 ms apart: {probes:?}"
+        );
         for w in probes.windows(2) {
             assert!(w[1] - w[0] <= 1.0, "gap over a second: {w:?}");
         }
@@ -823,7 +863,9 @@ mod tests {
             ..rules()
         });
         s.at(5.0);
-        assert!(s.feed(Event::Exited("process exited with status 1".into())).is_empty());
+        assert!(s
+            .feed(Event::Exited("process exited with status 1".into()))
+            .is_empty());
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
         assert_eq!(s.restarts(), 0);
@@ -834,7 +876,8 @@ mod tests {
     #[test]
     fn cooldown_defers_restart() {
         let mut s = Scenario::running(rules());
-        s.at(5.0).feed(Event::Exited("process exited with status 1".into()));
+        s.at(5.0)
+            .feed(Event::Exited("process exited with status 1".into()));
         s.feed(Event::Spawned);
         s.at(5.1).feed(Event::Tick);
         s.feed(healthy());
@@ -843,14 +886,23 @@ mod tests {
         // may begin at 65 s, not before.
         s.at(15.0);
         let actions = s.feed(Event::Exited("process exited with status 1".into()));
-        assert!(matches!(actions[..], [Action::Note(Note::RestartDeferred { .. })]));
+        assert!(matches!(
+            actions[..],
+            [Action::Note(Note::RestartDeferred { .. })]
+        ));
         assert_eq!(s.phase(), "restart-pending");
-        assert_eq!(s.p.next_wakeup(), Some(s.t0 + Duration::from_secs_f64(15.1)));
+        assert_eq!(
+            s.p.next_wakeup(),
+            Some(s.t0 + Duration::from_secs_f64(15.1))
+        );
         s.at(64.9).feed(Event::Tick);
         assert_eq!(s.restarts(), 1);
         s.at(65.0);
         let actions = s.feed(Event::Tick);
-        assert!(matches!(actions[..], [Action::Start(StartKind::Restart { attempt: 2, .. })]));
+        assert!(matches!(
+            actions[..],
+            [Action::Start(StartKind::Restart { attempt: 2, .. })]
+        ));
     }
 
     #[test]
@@ -858,7 +910,10 @@ mod tests {
         let mut s = Scenario::running(rules());
         s.at(1.0);
         let actions = s.feed(Event::Exited("killed by signal 9".into()));
-        assert!(matches!(actions[..], [Action::Start(StartKind::Restart { attempt: 1, .. })]));
+        assert!(matches!(
+            actions[..],
+            [Action::Start(StartKind::Restart { attempt: 1, .. })]
+        ));
     }
 
     #[test]
@@ -933,12 +988,22 @@ mod tests {
             t += 6.0;
         }
         assert_eq!(s.restarts(), 3);
-        s.at(t).feed(Event::Exited("process exited with status 1".into()));
+        s.at(t)
+            .feed(Event::Exited("process exited with status 1".into()));
         assert_eq!(s.restarts(), 3);
         assert_eq!(s.phase(), "given-up");
-        let downs: Vec<_> = s.alerts.iter().filter(|a| matches!(a, Alert::Down { .. })).collect();
+        let downs: Vec<_> = s
+            .alerts
+            .iter()
+            .filter(|a| matches!(a, Alert::Down { .. }))
+            .collect();
         assert_eq!(downs.len(), 1);
-        assert_eq!(s.alerts.len(), 4, "three Restarted, one Down: {:?}", s.alerts);
+        assert_eq!(
+            s.alerts.len(),
+            4,
+            "three Restarted, one Down: {:?}",
+            s.alerts
+        );
     }
 
     /// The server dies at once every time it is started.
@@ -998,8 +1063,10 @@ mod tests {
         }
         assert_eq!(s.restarts(), 3);
         assert_eq!(s.alerts.len(), 1, "{:?}", s.alerts);
-        assert!(matches!(&s.alerts[0], Alert::Down { attempts: 3, max_attempts: 3, last_error, .. }
-            if last_error.contains("HTTP 503")));
+        assert!(
+            matches!(&s.alerts[0], Alert::Down { attempts: 3, max_attempts: 3, last_error, .. }
+            if last_error.contains("HTTP 503"))
+        );
         // Restarts began at least RESTART_COOLDOWN apart.
         assert_eq!(s.phase(), "given-up");
     }
@@ -1043,18 +1110,27 @@ mod tests {
         s.feed(Event::Spawned);
         s.at(1.5).feed(Event::Exited("x".into()));
         assert_eq!(s.phase(), "given-up");
-        assert_eq!(s.p.next_wakeup(), Some(s.t0 + Duration::from_secs_f64(11.5)));
+        assert_eq!(
+            s.p.next_wakeup(),
+            Some(s.t0 + Duration::from_secs_f64(11.5))
+        );
         s.at(101.4).feed(Event::Tick);
         assert_eq!(s.starts.len(), 2);
         s.at(101.5);
-        assert!(matches!(s.feed(Event::Tick)[..], [Action::Start(StartKind::Retry { .. })]));
+        assert!(matches!(
+            s.feed(Event::Tick)[..],
+            [Action::Start(StartKind::Retry { .. })]
+        ));
         // It fails too: still given up, no second Down alert, next retry later.
         s.feed(Event::Spawned);
         s.at(101.6).feed(Event::Exited("x".into()));
         assert_eq!(s.phase(), "given-up");
         assert_eq!(s.alerts.len(), 1);
         s.at(201.6);
-        assert!(matches!(s.feed(Event::Tick)[..], [Action::Start(StartKind::Retry { .. })]));
+        assert!(matches!(
+            s.feed(Event::Tick)[..],
+            [Action::Start(StartKind::Retry { .. })]
+        ));
         s.feed(Event::Spawned);
         s.at(201.7).feed(Event::Tick);
         s.feed(healthy());
@@ -1077,7 +1153,10 @@ mod tests {
         assert!(s.starts.is_empty());
         assert!(matches!(&s.alerts[..], [Alert::Down { attempts: 0, .. }]));
         s.check_at(40.0, healthy());
-        assert!(matches!(s.alerts.last(), Some(Alert::Recovered { failures: 3 })));
+        assert!(matches!(
+            s.alerts.last(),
+            Some(Alert::Recovered { failures: 3 })
+        ));
     }
 
     #[test]
@@ -1089,7 +1168,9 @@ mod tests {
         s.at(1.0).feed(Event::Exited("x".into()));
         s.feed(Event::SpawnFailed("cannot run `nope`: No such file".into()));
         assert_eq!(s.phase(), "given-up");
-        assert!(matches!(&s.alerts[..], [Alert::Down { last_error, .. }] if last_error.contains("nope")));
+        assert!(
+            matches!(&s.alerts[..], [Alert::Down { last_error, .. }] if last_error.contains("nope"))
+        );
     }
 
     #[test]
@@ -1100,8 +1181,15 @@ mod tests {
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
         s.at(2.0);
-        let actions = s.feed(Event::PlannedRestart { by: "pid 42".into() });
-        assert_eq!(actions, vec![Action::Start(StartKind::Planned { by: "pid 42".into() })]);
+        let actions = s.feed(Event::PlannedRestart {
+            by: "pid 42".into(),
+        });
+        assert_eq!(
+            actions,
+            vec![Action::Start(StartKind::Planned {
+                by: "pid 42".into()
+            })]
+        );
         s.feed(Event::Spawned);
         s.at(2.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1110,16 +1198,25 @@ mod tests {
         // A second request while starting is ignored.
         s.at(3.0).feed(Event::PlannedRestart { by: "a".into() });
         let again = s.feed(Event::PlannedRestart { by: "b".into() });
-        assert!(matches!(again[..], [Action::Note(Note::AlreadyRestarting { .. })]));
+        assert!(matches!(
+            again[..],
+            [Action::Note(Note::AlreadyRestarting { .. })]
+        ));
     }
 
     #[test]
     fn failed_planned_restart_alerts_and_falls_back_to_the_rules() {
         let mut s = Scenario::running(rules());
-        s.at(2.0).feed(Event::PlannedRestart { by: "pid 42".into() });
+        s.at(2.0).feed(Event::PlannedRestart {
+            by: "pid 42".into(),
+        });
         s.feed(Event::Spawned);
-        s.at(2.1).feed(Event::Exited("process exited with status 3".into()));
-        assert!(matches!(&s.alerts[..], [Alert::PlannedRestartFailed { .. }]));
+        s.at(2.1)
+            .feed(Event::Exited("process exited with status 3".into()));
+        assert!(matches!(
+            &s.alerts[..],
+            [Alert::PlannedRestartFailed { .. }]
+        ));
         assert_eq!(s.restarts(), 1, "an automatic restart follows");
     }
 

@@ -238,7 +238,9 @@ pub enum Adoption {
     /// The process has ended (or is a zombie).
     Gone,
     /// The pid now belongs to another process (start time or command differs).
-    Reused { now: String },
+    Reused {
+        now: String,
+    },
 }
 
 impl Server {
@@ -263,9 +265,9 @@ impl Server {
         }
         // The Child handle is dropped: reaping is done by pid (sys::reap_children),
         // which also collects orphaned grandchildren.
-        let child = cmd.spawn().map_err(|e| {
-            SpawnError(format!("cannot start `{program}`: {e}"))
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| SpawnError(format!("cannot start `{program}`: {e}")))?;
         let pid = child.id();
         drop(child);
         let pidfd = sys::pidfd_open(pid)
@@ -295,7 +297,10 @@ impl Server {
     pub fn adopt(record: &PidFile) -> Adoption {
         let describe = |s: &ProcStat| {
             let cmd = proc_cmdline(record.pid).unwrap_or_default().join(" ");
-            format!("start time {} (recorded {}), command `{cmd}`", s.start_time, record.start_time)
+            format!(
+                "start time {} (recorded {}), command `{cmd}`",
+                s.start_time, record.start_time
+            )
         };
         let Some(stat) = ProcStat::read(record.pid).filter(ProcStat::is_alive) else {
             return Adoption::Gone;
@@ -449,7 +454,14 @@ mod tests {
 
     #[test]
     fn pid_file_garbage_is_an_error_not_a_panic() {
-        for bad in ["", "abc", "1\nstart_time=1\ncommand=[]", "12\nstart_time=x\ncommand=[]", "12\nstart_time=5\n", "12\ncommand=[\"a\"]"] {
+        for bad in [
+            "",
+            "abc",
+            "1\nstart_time=1\ncommand=[]",
+            "12\nstart_time=x\ncommand=[]",
+            "12\nstart_time=5\n",
+            "12\ncommand=[\"a\"]",
+        ] {
             assert!(PidFile::parse(bad).is_err(), "{bad:?}");
         }
     }

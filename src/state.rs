@@ -81,10 +81,16 @@ pub fn render(s: &State, monitor_running: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "service:        {}", s.service_name);
     let _ = writeln!(out, "health URL:     {}", s.health_url);
-    let monitor = if monitor_running { "running" } else { "not running" };
+    let monitor = if monitor_running {
+        "running"
+    } else {
+        "not running"
+    };
     let _ = writeln!(out, "monitor:        pid {} ({monitor})", s.monitor_pid);
     let _ = writeln!(out, "state:          {}", s.phase);
-    let server = s.server_pid.map_or("none".to_string(), |p| format!("pid {p}"));
+    let server = s
+        .server_pid
+        .map_or("none".to_string(), |p| format!("pid {p}"));
     let _ = writeln!(out, "server:         {server}");
     if let Some(c) = &s.last_check {
         let result = match (&c.healthy, &c.reason) {
@@ -92,7 +98,11 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             (false, Some(r)) => format!("failed: {r}"),
             (false, None) => "failed".to_string(),
         };
-        let _ = writeln!(out, "last check:     {} {result} ({:.1} ms)", c.time, c.latency_ms);
+        let _ = writeln!(
+            out,
+            "last check:     {} {result} ({:.1} ms)",
+            c.time, c.latency_ms
+        );
     }
     let _ = writeln!(out, "failures:       {} in a row", s.consecutive_failures);
     let _ = writeln!(

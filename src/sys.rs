@@ -67,7 +67,10 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Ve
 /// Sends `sig` to process `pid`.
 pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     if pid <= 1 || pid > i32::MAX as u32 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal pid <= 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pid <= 1",
+        ));
     }
     // SAFETY: kill has no memory-safety preconditions.
     check(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
@@ -76,7 +79,10 @@ pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
 /// Sends `sig` to every process of process group `pgid`.
 pub fn killpg(pgid: u32, sig: libc::c_int) -> io::Result<()> {
     if pgid <= 1 || pgid > i32::MAX as u32 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal group <= 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal group <= 1",
+        ));
     }
     // SAFETY: killpg has no memory-safety preconditions.
     check(unsafe { libc::killpg(pgid as libc::pid_t, sig) }).map(drop)
@@ -184,4 +190,36 @@ pub fn group_exists(pgid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let ret = unsafe { libc::kill(-(pgid as libc::pid_t), 0) };
     ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Resets `sig` to its default action and unblocks it in this thread.
+/// Returns what had to be repaired (`ignored`, `blocked`), so that a test
+/// server can tell that its parent leaked a disposition.
+pub fn restore_default_signal(sig: libc::c_int) -> Vec<&'static str> {
+    let mut repaired = Vec::new();
+    if is_signal_ignored(sig) {
+        repaired.push("ignored");
+    }
+    // SAFETY: SIG_DFL installs no handler; the sigsets are initialised
+    // locals, and pthread_sigmask only reads and writes them.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        if libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old) == 0
+            && libc::sigismember(&old, sig) == 1
+        {
+            repaired.push("blocked");
+        }
+    }
+    repaired
+}
+
+/// Sends `sig`, with its default action, to this very process.
+pub fn raise_default(sig: libc::c_int) {
+    restore_default_signal(sig);
+    // SAFETY: raise has no memory-safety preconditions.
+    unsafe { libc::raise(sig) };
 }

@@ -167,7 +167,12 @@ pub fn to_mime(msg: &Message, from: &str, to: &[String], time: SystemTime, host:
 
 /// Writes the message as `LOG_DIR/alerts/<time>-<event>.eml` (0640, the
 /// directory 0750) and returns its path.
-pub fn write_eml(log_dir: &Path, mime: &[u8], event: &str, time: SystemTime) -> io::Result<PathBuf> {
+pub fn write_eml(
+    log_dir: &Path,
+    mime: &[u8],
+    event: &str,
+    time: SystemTime,
+) -> io::Result<PathBuf> {
     let dir = log_dir.join("alerts");
     create_dir_0750(&dir)?;
     let stamp = utc_iso8601_millis(time).replace([':', '.'], "-");
@@ -183,7 +188,10 @@ pub fn write_eml(log_dir: &Path, mime: &[u8], event: &str, time: SystemTime) -> 
 
 fn create_dir_0750(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
 }
 
 /// The last `n` lines of a text file (whole lines; at most the last 64 KiB read).
@@ -234,18 +242,26 @@ mod tests {
             },
             &ctx(&[]),
         );
-        assert_eq!(m.subject, "[Chatbot Server Alert] Server Restarted Successfully");
+        assert_eq!(
+            m.subject,
+            "[Chatbot Server Alert] Server Restarted Successfully"
+        );
         assert!(m.body.starts_with(
             "Server was down for 0 checks.\nAutomatic restart successful.\nServer is now healthy.\nCause: killed by signal 9"
         ), "{}", m.body);
         assert!(m.body.contains("Host: vm1\n"));
         assert!(m.body.contains("Time: 2023-11-14T22:13:20.000Z\n"));
-        assert!(m.body.contains("Health URL: http://127.0.0.1:8000/health\n"));
+        assert!(m
+            .body
+            .contains("Health URL: http://127.0.0.1:8000/health\n"));
     }
 
     #[test]
     fn down_alert_has_attempts_last_error_and_error_tail() {
-        let tail = vec!["Traceback (most recent call last):".to_string(), "boom".to_string()];
+        let tail = vec![
+            "Traceback (most recent call last):".to_string(),
+            "boom".to_string(),
+        ];
         let m = render(
             &Alert::Down {
                 failures: 3,
@@ -282,7 +298,14 @@ mod tests {
         );
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
         assert!(m.body.contains("Last error: bad  X-Injected: 1\n"));
-        let mime = String::from_utf8(to_mime(&m, "mon@vm1", &["ops@example.com".into()], c.time, "vm1")).unwrap();
+        let mime = String::from_utf8(to_mime(
+            &m,
+            "mon@vm1",
+            &["ops@example.com".into()],
+            c.time,
+            "vm1",
+        ))
+        .unwrap();
         let headers = mime.split("\r\n\r\n").next().unwrap();
         assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
         assert!(headers.contains("Subject: "));

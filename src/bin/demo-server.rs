@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use server_monitor::logging;
+
 const USAGE: &str = "usage: demo-server [--host 127.0.0.1] [--port 8000] [--fault-file PATH] \
 [--startup-delay SECS] [--spew N] [--fork-child PID_FILE] [--log-dir DIR]";
 
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Grandchild) => {
-            os::default_sigterm();
+            default_sigterm();
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
@@ -73,7 +75,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(warning) = os::default_sigterm() {
+    if let Some(warning) = default_sigterm() {
         eprintln!("demo-server: warning: {warning}");
     }
     init_logging(options.log_dir.as_deref());
@@ -94,7 +96,34 @@ fn main() -> ExitCode {
 // TODO(lead): server_monitor::logging::init_service(...) with `log_dir`
 // (app.log / errors.log / api.log), once the logging module is merged.
 fn init_logging(log_dir: Option<&Path>) {
-    let _ = log_dir;
+    let Some(dir) = log_dir else { return };
+    let settings = logging::Settings {
+        console: false,
+        ..logging::Settings::new(dir)
+    };
+    if let Err(e) = logging::init_service(&settings, &[("api", "api.log")]) {
+        eprintln!(
+            "demo-server: cannot set up logging in {}: {e}",
+            dir.display()
+        );
+    }
+}
+
+/// Makes SIGTERM end the process whatever the parent left us; returns what it
+/// had to repair, so a test of the monitor can see a leaked disposition.
+fn default_sigterm() -> Option<String> {
+    let repaired = server_monitor::sys::restore_default_signal(libc::SIGTERM);
+    if repaired.is_empty() {
+        return None;
+    }
+    let what: Vec<String> = repaired
+        .iter()
+        .map(|r| format!("SIGTERM was {r}"))
+        .collect();
+    Some(format!(
+        "{} by the parent; reset to the default action",
+        what.join(" and ")
+    ))
 }
 
 /// Start-up, then the accept loop; returns only on a start-up error.
@@ -433,7 +462,7 @@ impl Server {
             After::Nothing => {}
             After::Exit(code) => std::process::exit(i32::from(code)),
             After::Signal(signal) => {
-                os::raise_default(signal);
+                server_monitor::sys::raise_default(signal);
                 // The signal's default action is to ignore (or stop); end anyway.
                 eprintln!("demo-server: signal {signal} did not end the process; exiting 1");
                 std::process::exit(1);
@@ -682,7 +711,10 @@ fn big_body(size: usize) -> String {
     let close = r#""}"#;
     let mut body = String::with_capacity(size);
     body.push_str(open);
-    body.extend(std::iter::repeat('x').take(size.saturating_sub(open.len() + close.len())));
+    body.extend(std::iter::repeat_n(
+        'x',
+        size.saturating_sub(open.len() + close.len()),
+    ));
     body.push_str(close);
     body
 }
@@ -773,63 +805,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// The only unsafe code of the demo: signal dispositions and raising a signal.
-#[allow(unsafe_code)]
-mod os {
-    /// Makes SIGTERM end the process whatever the parent left us: resets an
-    /// inherited "ignore" and unblocks it. Returns what it had to repair, so a
-    /// test of the monitor can see that the monitor leaked a disposition.
-    pub fn default_sigterm() -> Option<String> {
-        let mut repaired = Vec::new();
-        // SAFETY: plain libc calls on zero-initialised, correctly typed
-        // locals; no handler is installed, only SIG_DFL.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-            {
-                repaired.push("SIGTERM was ignored");
-            }
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old_set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            if libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old_set) == 0
-                && libc::sigismember(&old_set, libc::SIGTERM) == 1
-            {
-                repaired.push("SIGTERM was blocked");
-            }
-        }
-        if repaired.is_empty() {
-            None
-        } else {
-            Some(format!(
-                "{} by the parent; reset to the default action",
-                repaired.join(" and ")
-            ))
-        }
-    }
-
-    /// Resets `signal` to its default action, unblocks it and sends it to
-    /// this process. Returns only if that action does not end the process.
-    pub fn raise_default(signal: i32) {
-        // SAFETY: SIG_DFL is always a valid disposition; kill on our own pid.
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, signal);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::kill(libc::getpid(), signal);
-        }
-        // A pending unblocked signal is delivered before kill returns; give a
-        // stop/continue signal a moment anyway.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 }
 
 #[cfg(test)]

@@ -919,7 +919,7 @@ fn http_url(text: &str) -> Result<String, String> {
             None => (host_port, None),
         }
     };
-    let port_ok = port.map_or(true, |p| unsigned::<u16>(p).is_some_and(|n| n >= 1));
+    let port_ok = port.is_none_or(|p| unsigned::<u16>(p).is_some_and(|n| n >= 1));
     if host.is_empty() || !port_ok {
         return Err(bad().to_string());
     }

@@ -59,8 +59,8 @@
 
 mod console;
 pub mod json;
-pub mod rotate;
 pub mod retention;
+pub mod rotate;
 pub(crate) mod throttle;
 
 use std::fmt;
