@@ -36,6 +36,9 @@ use crate::sys;
 
 pub const LOCK_FILE: &str = "server_monitor.lock";
 
+/// How often the state file is rewritten when only the last check changed.
+const STATE_REFRESH: Duration = Duration::from_secs(5);
+
 /// A fault of the monitor itself (not of the server): exit status 1.
 #[derive(Debug)]
 pub enum RunError {
@@ -207,6 +210,7 @@ struct Monitor<'a> {
     state: State,
     saved: Option<State>,
     next_sweep: Instant,
+    state_written: Instant,
 }
 
 impl<'a> Monitor<'a> {
@@ -242,6 +246,7 @@ impl<'a> Monitor<'a> {
             state,
             saved: None,
             next_sweep: now,
+            state_written: now,
         }
     }
 
@@ -558,25 +563,30 @@ impl<'a> Monitor<'a> {
         self.state.consecutive_failures = snap.failures;
         self.state.restart_attempts = snap.attempts;
         self.state.last_error = snap.last_error;
-        if self.saved.as_ref() == Some(&self.state) {
+        let without_check = |s: &State| State {
+            last_check: None,
+            updated: String::new(),
+            ..s.clone()
+        };
+        // A change beyond the last check is written at once, and fsynced; a
+        // new last check alone at most every STATE_REFRESH (it costs a rename
+        // per check otherwise, for a line nobody reads that often).
+        let significant = self
+            .saved
+            .as_ref()
+            .is_none_or(|old| without_check(old) != without_check(&self.state));
+        let now = Instant::now();
+        if !significant
+            && (self.saved.as_ref() == Some(&self.state)
+                || now < self.state_written + STATE_REFRESH)
+        {
             return;
         }
-        // fsync only when something other than the last check changed.
-        let durable = self.saved.as_ref().is_none_or(|old| {
-            State {
-                last_check: None,
-                updated: String::new(),
-                ..old.clone()
-            } != State {
-                last_check: None,
-                updated: String::new(),
-                ..self.state.clone()
-            }
-        });
         self.state.updated = utc_iso8601_millis(SystemTime::now());
-        if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, durable) {
+        if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
             log::warn!(error = e.to_string().as_str(); "cannot write the state file: {e}");
         }
+        self.state_written = now;
         self.saved = Some(self.state.clone());
     }
 

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Measures server-monitor from the outside: reaction times, memory, CPU, size.
+
+Run through scripts/bench.sh (which builds the static release binaries first).
+Everything happens on 127.0.0.1 with the bundled demo server; every run stops
+by itself and stops every process it started (by pid or process group only).
+
+Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
+  crash -> healthy   kill -9 of the server until a new server answers healthy
+  hang  -> healthy   GET /hang until a new server answers healthy
+  idle RSS           VmRSS of the monitor after a minute of checks
+  CPU per check      (utime + stime) over many checks at a short interval
+  CPU between checks (utime + stime) while idle with a long interval
+  size               of the static release binary
+Times are medians (with min and max) of --runs runs (at least 5).
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path, timeout):
+    """(status, body) of one GET, or None on any failure."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def healthy(port, timeout):
+    r = get(port, "/health", timeout)
+    return r is not None and r[0] == 200 and b'"healthy"' in r[1]
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.002)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def vm(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # kB
+    return 0
+
+
+class Run:
+    """One monitor supervising one demo server, in a fresh directory."""
+
+    def __init__(self, args, interval="1", extra_env=None, server_delay="0.06"):
+        self.dir = tempfile.mkdtemp(prefix="sm-bench-")
+        self.port = free_port()
+        self.logs = os.path.join(self.dir, "logs")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LOG_DIR": self.logs,
+            "HEALTH_URL": f"http://127.0.0.1:{self.port}/health",
+            "CHECK_INTERVAL": interval,
+            "HEALTH_TIMEOUT": "1",
+            "FAILURE_THRESHOLD": "3",
+            "RESTART_COOLDOWN": "0",
+            "MAX_RESTART_ATTEMPTS": "1000",
+            "STOP_TIMEOUT": "1",
+            "LOG_LEVEL": "info",
+        }
+        env.update(extra_env or {})
+        cmd = [args.monitor, "--", args.demo, "--port", str(self.port),
+               "--startup-delay", server_delay]
+        self.out = open(os.path.join(self.dir, "monitor.out"), "wb")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
+                                     stdout=self.out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: healthy(self.port, 0.5), 15, "the first healthy answer")
+
+    def server_pid(self):
+        with open(os.path.join(self.logs, "server.pid")) as f:
+            return int(f.readline())
+
+    def stop(self):
+        server = None
+        try:
+            server = self.server_pid()
+        except (OSError, ValueError):
+            pass
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        if server:
+            try:
+                os.killpg(server, signal.SIGKILL)
+            except OSError:
+                pass
+        self.out.close()
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+def crash_to_healthy(args):
+    r = Run(args)
+    try:
+        times = []
+        for _ in range(args.runs):
+            old = r.server_pid()
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            while True:
+                if healthy(r.port, 0.2):
+                    times.append(time.perf_counter() - t0)
+                    break
+                if time.perf_counter() - t0 > 15:
+                    raise RuntimeError("no healthy server 15 s after kill -9")
+                time.sleep(0.0005)
+            wait_for(lambda: r.server_pid() != old, 5, "a new pid in server.pid")
+        return times
+    finally:
+        r.stop()
+
+
+def hang_to_healthy(args):
+    r = Run(args)
+    try:
+        times = []
+        for _ in range(args.runs):
+            old = r.server_pid()
+            time.sleep(0.5 + 0.9 * len(times) / max(1, args.runs))  # vary the phase
+            t0 = time.perf_counter()
+            if get(r.port, "/hang", 1) is None:
+                raise RuntimeError("GET /hang failed")
+            while True:
+                if healthy(r.port, 0.05):
+                    times.append(time.perf_counter() - t0)
+                    break
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError("no healthy server 30 s after /hang")
+                time.sleep(0.005)
+            wait_for(lambda: r.server_pid() != old, 5, "a new pid in server.pid")
+        return times
+    finally:
+        r.stop()
+
+
+def idle_memory(args):
+    r = Run(args)
+    try:
+        time.sleep(args.minute)
+        return vm(r.proc.pid, "VmRSS"), vm(r.proc.pid, "VmHWM")
+    finally:
+        r.stop()
+
+
+def cpu_per_check(args):
+    """CPU per check at a short interval (many checks, so that the 10 ms
+    accounting tick is small beside the total), and while idle."""
+    interval, seconds = 0.02, args.cpu_seconds
+    r = Run(args, interval=str(interval))
+    try:
+        # The demo server writes an access line per request: count those.
+        log = os.path.join(r.logs, "server.log")
+        def checks():
+            with open(log) as f:
+                return sum(line.startswith("GET /health 200") for line in f)
+        c0, t0 = checks(), cpu_ticks(r.proc.pid)
+        time.sleep(seconds)
+        c1, t1 = checks(), cpu_ticks(r.proc.pid)
+        per_check_ms = (t1 - t0) / TICK * 1000 / max(1, c1 - c0)
+        return per_check_ms, c1 - c0
+    finally:
+        r.stop()
+
+
+def cpu_idle(args):
+    r = Run(args, interval="3600")
+    try:
+        time.sleep(1)
+        t0 = cpu_ticks(r.proc.pid)
+        time.sleep(args.idle_seconds)
+        return (cpu_ticks(r.proc.pid) - t0) / TICK * 1000
+    finally:
+        r.stop()
+
+
+def fmt(times):
+    return (f"median {statistics.median(times):.3f} s "
+            f"(min {min(times):.3f}, max {max(times):.3f}, n={len(times)})")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--monitor", default=os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/server-monitor"))
+    p.add_argument("--demo", default=os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/demo-server"))
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--minute", type=float, default=60, help="seconds of checks before reading RSS")
+    p.add_argument("--cpu-seconds", type=float, default=20)
+    p.add_argument("--idle-seconds", type=float, default=10)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = p.parse_args()
+    if args.runs < 5:
+        p.error("--runs must be at least 5 (medians of at least 5 runs)")
+    for b in (args.monitor, args.demo):
+        if not os.access(b, os.X_OK):
+            p.error(f"{b} is missing: run `make release` (or scripts/bench.sh) first")
+
+    print(f"server-monitor bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} cores, {os.uname().release}")
+    print("settings: CHECK_INTERVAL=1 HEALTH_TIMEOUT=1 FAILURE_THRESHOLD=3; "
+          "the demo server takes 0.06 s to start (--startup-delay 0.06)")
+    crash = crash_to_healthy(args)
+    print(f"crash (kill -9) -> healthy: {fmt(crash)}")
+    hang = hang_to_healthy(args)
+    print(f"hang -> healthy:            {fmt(hang)}")
+    per_check, n = cpu_per_check(args)
+    print(f"CPU per check:              {per_check:.3f} ms ({n} checks at 20 ms)")
+    idle = cpu_idle(args)
+    print(f"CPU between checks:         {idle:.1f} ms in {args.idle_seconds:.0f} s idle")
+    rss, hwm = idle_memory(args)
+    print(f"RSS after {args.minute:.0f} s of checks:  {rss / 1024:.2f} MiB (peak {hwm / 1024:.2f} MiB)")
+    size = os.path.getsize(args.monitor)
+    print(f"static binary:              {size / 1048576:.2f} MiB ({size} bytes)")
+    if args.json:
+        print(json.dumps({
+            "crash_to_healthy_s": crash, "hang_to_healthy_s": hang,
+            "cpu_per_check_ms": per_check, "cpu_idle_ms": idle,
+            "rss_kib": rss, "hwm_kib": hwm, "binary_bytes": size,
+        }))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        sys.exit(f"bench: {e}")

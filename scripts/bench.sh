@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Measures the static release binary from outside (see scripts/bench.py for
+# what and how). Builds the release binaries first unless NO_BUILD=1.
+# Usage: scripts/bench.sh [--runs N] [--minute SECS] [--json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
+    --target x86_64-unknown-linux-gnu --bins
+fi
+exec python3 scripts/bench.py "$@"
