@@ -288,47 +288,50 @@ impl<'a> Monitor<'a> {
         match PidFile::read(dir) {
             Some(Ok(record)) => match Server::adopt(&record) {
                 Adoption::Adopted(s) => {
-                    log::info!(pid = s.pid; "adopted the server this monitor started earlier (pid {})", s.pid);
+                    log::info!(pid = s.pid; "adopted the server this monitor started earlier");
                     self.server = Some(s);
                     return Begin::Watch;
                 }
                 Adoption::Gone => {
-                    log::info!(pid = record.pid; "the server recorded in server.pid (pid {}) has ended", record.pid);
+                    log::info!(pid = record.pid; "the server recorded in server.pid has ended");
                     PidFile::remove(dir);
                 }
                 Adoption::Reused { now } => {
-                    log::warn!(pid = record.pid; "pid {} from server.pid now belongs to another process ({now}); not adopted, not signalled", record.pid);
+                    log::warn!(pid = record.pid, now = now.as_str(); "the pid in server.pid now belongs to another process: not adopted, not signalled");
                     PidFile::remove(dir);
                 }
             },
             Some(Err(e)) => {
-                log::warn!(error = e.as_str(); "server.pid cannot be parsed ({e}); replacing it");
+                log::warn!(error = e.as_str(); "server.pid cannot be parsed; replacing it");
                 PidFile::remove(dir);
             }
             None => {}
         }
         let probe = health::check(&self.cfg.health);
         if probe.outcome.is_healthy() {
-            log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers at {} but was not started by this monitor: watching it, not starting another", self.cfg.health.health_url);
+            log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers but was not started by this monitor: watching it, not starting another");
             self.foreign = true;
             return Begin::Watch;
         }
         if self.cfg.server.server_command.is_some() {
             Begin::Start
         } else {
-            log::info!(url = self.cfg.health.health_url.as_str(); "no SERVER_COMMAND: watching {} and alerting only", self.cfg.health.health_url);
+            log::info!(url = self.cfg.health.health_url.as_str(); "no SERVER_COMMAND: watching and alerting only");
             Begin::Watch
         }
     }
 
-    /// Reaps ended children; `Some(cause)` when the server has exited.
+    /// Reaps ended children; `Some(cause)` once, when the server has exited.
+    /// The `Server` is kept until the next stop, which still clears what is
+    /// left of its process group (grandchildren outlive a crashed leader).
     fn server_exit(&mut self) -> Option<String> {
         let reaped = sys::reap_children();
         let server = self.server.as_mut()?;
+        if server.has_exited() {
+            return None;
+        }
         let cause = server.poll_exit(&reaped)?;
-        let pid = server.pid;
-        log::error!(pid = pid, cause = cause.to_string().as_str(); "server exited unexpectedly: {cause}");
-        self.server = None;
+        log::error!(pid = server.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
         PidFile::remove(&self.cfg.log.log_dir);
         self.state.server_pid = None;
         Some(cause.to_string())
@@ -353,29 +356,29 @@ impl<'a> Monitor<'a> {
     fn check(&mut self) -> CheckOutcome {
         let verifying = self.policy.is_starting();
         let c = health::check(&self.cfg.health);
-        let ms = c.latency.as_secs_f64() * 1000.0;
+        let ms = (c.latency.as_secs_f64() * 10_000.0).round() / 10.0;
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
             CheckOutcome::Healthy { warnings } => {
                 log::debug!(latency_ms = ms, verifying = verifying; "health check passed");
                 for w in warnings {
-                    log::warn!(latency_ms = ms, warning = w.as_str(); "health threshold passed: {w}");
+                    log::warn!(latency_ms = ms, warning = w.as_str(); "health threshold passed");
                 }
             }
             CheckOutcome::Failed(reason) => {
                 let reason = reason.to_string();
                 if verifying {
-                    log::debug!(latency_ms = ms, reason = reason.as_str(); "startup probe failed: {reason}");
+                    log::debug!(latency_ms = ms, reason = reason.as_str(); "startup probe failed");
                 } else {
                     log::warn!(latency_ms = ms, reason = reason.as_str(), failures = failures + 1, threshold = self.cfg.policy.failure_threshold;
-                        "health check failed: {reason} ({}/{})", failures + 1, self.cfg.policy.failure_threshold);
+                        "health check failed");
                 }
             }
         }
         self.state.last_check = Some(LastCheck {
             time: utc_iso8601_millis(SystemTime::now()),
             healthy: c.outcome.is_healthy(),
-            latency_ms: (ms * 10.0).round() / 10.0,
+            latency_ms: ms,
             reason: match &c.outcome {
                 CheckOutcome::Failed(r) => Some(r.to_string()),
                 CheckOutcome::Healthy { .. } => None,
@@ -389,14 +392,14 @@ impl<'a> Monitor<'a> {
         match &kind {
             StartKind::First => {}
             StartKind::Restart { attempt, cause, .. } => {
-                log::warn!(attempt = *attempt, max_attempts = self.cfg.policy.max_restart_attempts, cause = cause.as_str();
-                    "restarting the server (attempt {attempt}/{}): {cause}", self.cfg.policy.max_restart_attempts);
+                log::info!(attempt = *attempt, max_attempts = self.cfg.policy.max_restart_attempts, cause = cause.as_str();
+                    "restarting the server");
             }
             StartKind::Retry { cause, .. } => {
-                log::warn!(cause = cause.as_str(); "trying one more restart after giving up (RETRY_AFTER_GIVE_UP)");
+                log::info!(cause = cause.as_str(); "trying one more restart after giving up (RETRY_AFTER_GIVE_UP)");
             }
             StartKind::Planned { by } => {
-                log::info!(by = by.as_str(); "planned restart requested by {by}");
+                log::info!(by = by.as_str(); "planned restart");
             }
         }
         if kind.is_restart() {
@@ -416,13 +419,13 @@ impl<'a> Monitor<'a> {
         };
         match Server::spawn(&launch) {
             Ok(s) => {
-                log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started (pid {})", s.pid);
+                log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started");
                 self.state.server_pid = Some(s.pid);
                 self.server = Some(s);
                 Event::Spawned
             }
             Err(e) => {
-                log::error!(error = e.to_string().as_str(); "cannot start the server: {e}");
+                log::error!(error = e.to_string().as_str(); "cannot start the server");
                 Event::SpawnFailed(e.to_string())
             }
         }
@@ -434,15 +437,15 @@ impl<'a> Monitor<'a> {
         let timeout = self.cfg.server.stop_timeout;
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
+            let was_running = !s.has_exited();
             let stopped = s.stop(timeout);
-            let how = if stopped.killed {
-                "killed (SIGKILL) after STOP_TIMEOUT"
-            } else {
-                "stopped"
-            };
-            let cause = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
-            log::info!(pid = s.pid, killed = stopped.killed, ms = t.elapsed().as_secs_f64() * 1000.0, exit = cause.as_str();
-                "server (pid {}) {how}", s.pid);
+            let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+            let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
+            if stopped.killed {
+                log::warn!(pid = s.pid, ms = ms, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
+            } else if was_running {
+                log::info!(pid = s.pid, ms = ms, exit = exit.as_str(); "server stopped");
+            }
             PidFile::remove(&self.cfg.log.log_dir);
             self.state.server_pid = None;
         } else if self.foreign {
@@ -470,7 +473,7 @@ impl<'a> Monitor<'a> {
             Ok(mut child) => loop {
                 match child.try_wait() {
                     Ok(Some(status)) if !status.success() => {
-                        log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed: {status}");
+                        log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed");
                         break;
                     }
                     Ok(Some(_)) => break,
@@ -486,7 +489,7 @@ impl<'a> Monitor<'a> {
                 }
             },
             Err(e) => {
-                log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND `{}`: {e}", cmd[0])
+                log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND")
             }
         }
         // Wait for the health URL to stop answering.
@@ -531,10 +534,10 @@ impl<'a> Monitor<'a> {
         match alert::write_eml(dir, &mime, msg.event, now) {
             Ok(path) => {
                 log::info!(subject = msg.subject.as_str(), path = path.display().to_string().as_str();
-                    "alert written to {}: {}", path.display(), msg.subject)
+                    "alert written")
             }
             Err(e) => {
-                log::error!(subject = msg.subject.as_str(), error = e.to_string().as_str(); "cannot write alert: {e}")
+                log::error!(subject = msg.subject.as_str(), error = e.to_string().as_str(); "cannot write the alert")
             }
         }
     }
@@ -552,7 +555,7 @@ impl<'a> Monitor<'a> {
                 Duration::from_secs(u64::from(days) * 86_400),
             );
             if removed > 0 {
-                log::info!(removed = removed; "removed {removed} files older than LOG_RETENTION_DAYS={days}");
+                log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
             }
         }
     }
@@ -584,7 +587,7 @@ impl<'a> Monitor<'a> {
         }
         self.state.updated = utc_iso8601_millis(SystemTime::now());
         if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
-            log::warn!(error = e.to_string().as_str(); "cannot write the state file: {e}");
+            log::warn!(error = e.to_string().as_str(); "cannot write the state file");
         }
         self.state_written = now;
         self.saved = Some(self.state.clone());
@@ -604,7 +607,7 @@ impl<'a> Monitor<'a> {
             return;
         }
         let mut fds = vec![self.signals.wake_rx.as_fd()];
-        if let Some(s) = &self.server {
+        if let Some(s) = self.server.as_ref().filter(|s| !s.has_exited()) {
             fds.push(s.pidfd());
         }
         let _ = sys::poll_readable(&fds, timeout);
@@ -615,12 +618,11 @@ impl<'a> Monitor<'a> {
         let dir = self.cfg.log.log_dir.clone();
         if self.cfg.server.keep_server_on_exit {
             if let Some(s) = &self.server {
-                log::info!(pid = s.pid; "monitor stopping; leaving the server (pid {}) running (KEEP_SERVER_ON_EXIT)", s.pid);
+                log::info!(pid = s.pid; "monitor stopping; leaving the server running (KEEP_SERVER_ON_EXIT)");
             }
         } else if self.server.is_some() {
             log::info!("monitor stopping; stopping the server");
             self.stop_server();
-            PidFile::remove(&dir);
         }
         self.state.phase = "stopped".into();
         self.state.updated = utc_iso8601_millis(SystemTime::now());
