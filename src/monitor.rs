@@ -284,6 +284,7 @@ impl<'a> Monitor<'a> {
             Some(Ok(record)) => match Server::adopt(&record) {
                 Adoption::Adopted(s) => {
                     log::info!(pid = s.pid; "adopted the server this monitor started earlier (pid {})", s.pid);
+                    self.state.server_pid = Some(s.pid);
                     self.server = Some(s);
                     return Begin::Watch;
                 }
