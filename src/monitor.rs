@@ -289,6 +289,7 @@ impl<'a> Monitor<'a> {
             Some(Ok(record)) => match Server::adopt(&record) {
                 Adoption::Adopted(s) => {
                     log::info!(pid = s.pid; "adopted the server this monitor started earlier");
+                    self.state.server_pid = Some(s.pid);
                     self.server = Some(s);
                     return Begin::Watch;
                 }

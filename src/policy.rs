@@ -179,11 +179,11 @@ impl fmt::Display for Note {
         match self {
             Note::Verified { kind, after } => {
                 let what = match kind {
-                    StartKind::First => "server started",
-                    StartKind::Restart { .. } | StartKind::Retry { .. } => "server restarted",
-                    StartKind::Planned { .. } => "planned restart done",
+                    StartKind::First => "start",
+                    StartKind::Restart { .. } | StartKind::Retry { .. } => "restart",
+                    StartKind::Planned { .. } => "planned restart",
                 };
-                write!(f, "{what}: healthy after {:.3}s", after.as_secs_f64())
+                write!(f, "server verified healthy {:.3}s after its {what}", after.as_secs_f64())
             }
             Note::VerifyFailed { reason, .. } => {
                 write!(f, "server failed verification: {reason}")

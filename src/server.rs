@@ -144,6 +144,29 @@ pub fn proc_cmdline(pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// The command line of a process that has just been spawned.
+///
+/// NOTE: spawn returns once the exec has switched to the new memory, but the
+/// kernel fills in the new argument area a moment later, and until then
+/// /proc/PID/cmdline reads empty. Recording that empty line would make the
+/// next monitor refuse to adopt its own server, so wait (briefly) for it.
+/// The words can differ from the command given (a `#!` script shows its
+/// interpreter), so they are read, not assumed. None if it stays empty (the
+/// process already ended) or is gone.
+fn cmdline_after_exec(pid: u32) -> Option<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_millis(100);
+    loop {
+        let words = proc_cmdline(pid)?;
+        if !words.is_empty() {
+            return Some(words);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Whether any live (non-zombie) process is left in process group `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
     if !sys::group_exists(pgid) {
@@ -285,7 +308,7 @@ impl Server {
         let record = PidFile {
             pid,
             start_time: server.start_time,
-            command: proc_cmdline(pid).unwrap_or_else(|| launch.command.to_vec()),
+            command: cmdline_after_exec(pid).unwrap_or_else(|| launch.command.to_vec()),
         };
         if let Err(e) = record.write(launch.log_dir) {
             log::error!(pid = pid, error = e.to_string().as_str(); "cannot write {PID_FILE}");
@@ -298,8 +321,10 @@ impl Server {
         let describe = |s: &ProcStat| {
             let cmd = proc_cmdline(record.pid).unwrap_or_default().join(" ");
             format!(
-                "start time {} (recorded {}), command `{cmd}`",
-                s.start_time, record.start_time
+                "start time {} (recorded {}), command `{cmd}` (recorded `{}`)",
+                s.start_time,
+                record.start_time,
+                record.command.join(" ")
             )
         };
         let Some(stat) = ProcStat::read(record.pid).filter(ProcStat::is_alive) else {
