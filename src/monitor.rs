@@ -323,7 +323,16 @@ impl<'a> Monitor<'a> {
         let cause = server.poll_exit(&reaped)?;
         let pid = server.pid;
         log::error!(pid = pid, cause = cause.to_string().as_str(); "server exited unexpectedly: {cause}");
-        self.server = None;
+        // SPEC step 4: what is left of the group is stopped even when its
+        // leader already died; a worker or grandchild must not outlive it
+        // (nor hold the port or the capture pipes against the next start).
+        if let Some(mut s) = self.server.take() {
+            if server::group_alive(s.pgid) {
+                let stopped = s.stop(self.cfg.server.stop_timeout);
+                log::warn!(pgid = s.pgid, killed = stopped.killed;
+                    "stopped what was left of the server's process group {}", s.pgid);
+            }
+        }
         PidFile::remove(&self.cfg.log.log_dir);
         self.state.server_pid = None;
         Some(cause.to_string())
