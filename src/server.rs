@@ -272,7 +272,7 @@ impl Server {
         drop(child);
         let pidfd = sys::pidfd_open(pid)
             .map_err(|e| SpawnError(format!("pidfd_open({pid}) failed: {e}")))?;
-        // std's spawn returns after exec succeeded, so /proc shows the server.
+        // The start time is set at fork, so /proc has it already.
         let stat = ProcStat::read(pid);
         let server = Server {
             pid,
@@ -285,7 +285,12 @@ impl Server {
         let record = PidFile {
             pid,
             start_time: server.start_time,
-            command: proc_cmdline(pid).unwrap_or_else(|| launch.command.to_vec()),
+            // NOTE: std's spawn returns once exec has begun, but the kernel
+            // fills /proc/PID/cmdline only a moment later (until then it reads
+            // empty); once filled it is the argv we passed, so use that.
+            command: proc_cmdline(pid)
+                .filter(|words| !words.is_empty())
+                .unwrap_or_else(|| launch.command.to_vec()),
         };
         if let Err(e) = record.write(launch.log_dir) {
             log::error!(pid = pid, error = e.to_string().as_str(); "cannot write {PID_FILE}");
