@@ -393,11 +393,11 @@ impl<'a> Monitor<'a> {
         match &kind {
             StartKind::First => {}
             StartKind::Restart { attempt, cause, .. } => {
-                log::warn!(attempt = *attempt, max_attempts = self.cfg.policy.max_restart_attempts, cause = cause.as_str();
+                log::info!(attempt = *attempt, max_attempts = self.cfg.policy.max_restart_attempts, cause = cause.as_str();
                     "restarting the server (attempt {attempt}/{}): {cause}", self.cfg.policy.max_restart_attempts);
             }
             StartKind::Retry { cause, .. } => {
-                log::warn!(cause = cause.as_str(); "trying one more restart after giving up (RETRY_AFTER_GIVE_UP)");
+                log::info!(cause = cause.as_str(); "trying one more restart after giving up (RETRY_AFTER_GIVE_UP)");
             }
             StartKind::Planned { by } => {
                 log::info!(by = by.as_str(); "planned restart requested by {by}");
