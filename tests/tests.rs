@@ -8,4 +8,5 @@ mod util;
 
 mod it {
     mod demo_server;
+    mod restart;
 }
