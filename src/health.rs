@@ -135,6 +135,9 @@ fn fetch(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>, Option<String>),
         .with_max_status_line_length(8 * 1024)
         .send_lazy()
         .map_err(from_minreq)?;
+    if is_missing_status_line(response.status_code, &response.reason_phrase) {
+        return Err(Reason::Other(NO_HTTP_ANSWER.into()));
+    }
     let code = response.status_code;
     let location = response
         .headers
@@ -147,6 +150,18 @@ fn fetch(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>, Option<String>),
         .read_to_end(&mut body)
         .map_err(from_io)?;
     Ok((code, body, location))
+}
+
+/// The reason of a check that got no HTTP response at all.
+const NO_HTTP_ANSWER: &str = "no HTTP answer (connection closed or not HTTP)";
+
+/// NOTE: minreq reports a response without a parsable status line — the
+/// server closed the connection without answering (it died mid-request), or
+/// spoke something other than HTTP — as status 503 with this reason phrase.
+/// That is no HTTP 503, and a person reading "HTTP 503" would look in the
+/// wrong place.
+fn is_missing_status_line(code: u16, reason_phrase: &str) -> bool {
+    code == 503 && reason_phrase == "Server did not provide a status line"
 }
 
 fn from_minreq(err: minreq::Error) -> Reason {
@@ -333,6 +348,34 @@ mod tests {
         assert!(w[2].starts_with("database response time 250 ms"), "{w:?}");
         // A zero total or a missing field is no warning, not a division by zero.
         assert!(warnings_of(r#"{"memory":{"used":5,"total":0}}"#).is_empty());
+    }
+
+    #[test]
+    fn connection_closed_without_an_answer_is_no_http_503() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Reads the request, then closes without a word, like a server
+        // that dies mid-request.
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+            // The whole request, so that the close is a FIN, not a reset.
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        let mut s = settings();
+        s.health_url = format!("http://127.0.0.1:{port}/health");
+        let c = check(&s);
+        server.join().unwrap();
+        assert_eq!(
+            c.outcome,
+            CheckOutcome::Failed(Reason::Other(NO_HTTP_ANSWER.into()))
+        );
+        assert!(!is_missing_status_line(503, "Service Unavailable"));
     }
 
     #[test]

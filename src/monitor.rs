@@ -333,6 +333,16 @@ impl<'a> Monitor<'a> {
         }
         let cause = server.poll_exit(&reaped)?;
         log::error!(pid = server.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
+        // SPEC step 4: what is left of the group is stopped even when its
+        // leader already died; a worker or grandchild must not outlive it
+        // (nor hold the port or the capture pipes against the next start).
+        if let Some(mut s) = self.server.take() {
+            if server::group_alive(s.pgid) {
+                let stopped = s.stop(self.cfg.server.stop_timeout);
+                log::warn!(pgid = s.pgid, killed = stopped.killed;
+                    "stopped what was left of the server's process group");
+            }
+        }
         PidFile::remove(&self.cfg.log.log_dir);
         self.state.server_pid = None;
         Some(cause.to_string())
@@ -443,9 +453,9 @@ impl<'a> Monitor<'a> {
             let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
             let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
             if stopped.killed {
-                log::warn!(pid = s.pid, ms = ms, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
+                log::warn!(pid = s.pid, ms = ms, killed = true, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
             } else if was_running {
-                log::info!(pid = s.pid, ms = ms, exit = exit.as_str(); "server stopped");
+                log::info!(pid = s.pid, ms = ms, killed = false, exit = exit.as_str(); "server stopped");
             }
             PidFile::remove(&self.cfg.log.log_dir);
             self.state.server_pid = None;

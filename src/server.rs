@@ -295,7 +295,7 @@ impl Server {
         drop(child);
         let pidfd = sys::pidfd_open(pid)
             .map_err(|e| SpawnError(format!("pidfd_open({pid}) failed: {e}")))?;
-        // std's spawn returns after exec succeeded, so /proc shows the server.
+        // The start time is set at fork, so /proc has it already.
         let stat = ProcStat::read(pid);
         let server = Server {
             pid,

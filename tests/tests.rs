@@ -9,4 +9,5 @@ mod util;
 mod it {
     mod demo_server;
     mod lifecycle;
+    mod restart;
 }

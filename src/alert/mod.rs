@@ -106,7 +106,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             event: "recovered",
             subject: subject(ctx, "Server Recovered"),
             body: format!(
-                "Server is healthy again after {failures} failed health checks.\nThe monitor had given up restarting it; it now watches and restarts it as usual again.\n{}",
+                "Server is healthy again after {failures} failed health checks.\nThe monitor had given up restarting it.\nIt watches and restarts it as usual again.\n{}",
                 footer(ctx, false)
             ),
         },
@@ -114,7 +114,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             event: "planned-restart-failed",
             subject: subject(ctx, "Planned Restart Failed"),
             body: format!(
-                "A planned restart (requested by {}) did not bring the server up healthy.\nLast error: {}\nThe monitor now restarts it by its usual rules.\n{}",
+                "A planned restart did not bring the server up healthy.\nRequested by: {}\nLast error: {}\nThe monitor now restarts it by its usual rules.\n{}",
                 one_line(by),
                 one_line(reason),
                 footer(ctx, true)
