@@ -322,26 +322,19 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// Reaps ended children; `Some(cause)` once, when the server has exited.
-    /// The `Server` is kept until the next stop, which still clears what is
-    /// left of its process group (grandchildren outlive a crashed leader).
+    /// Reaps ended children; `Some(cause)` when the server has exited.
     fn server_exit(&mut self) -> Option<String> {
         let reaped = sys::reap_children();
-        let server = self.server.as_mut()?;
-        if server.has_exited() {
-            return None;
-        }
-        let cause = server.poll_exit(&reaped)?;
-        log::error!(pid = server.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
+        let cause = self.server.as_mut()?.poll_exit(&reaped)?;
+        let mut s = self.server.take()?;
+        log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it
         // (nor hold the port or the capture pipes against the next start).
-        if let Some(mut s) = self.server.take() {
-            if server::group_alive(s.pgid) {
-                let stopped = s.stop(self.cfg.server.stop_timeout);
-                log::warn!(pgid = s.pgid, killed = stopped.killed;
-                    "stopped what was left of the server's process group");
-            }
+        if server::group_alive(s.pgid) {
+            let stopped = s.stop(self.cfg.server.stop_timeout);
+            log::warn!(pgid = s.pgid, killed = stopped.killed;
+                "stopped what was left of the server's process group");
         }
         PidFile::remove(&self.cfg.log.log_dir);
         self.state.server_pid = None;
@@ -448,13 +441,12 @@ impl<'a> Monitor<'a> {
         let timeout = self.cfg.server.stop_timeout;
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
-            let was_running = !s.has_exited();
             let stopped = s.stop(timeout);
             let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
             let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
             if stopped.killed {
                 log::warn!(pid = s.pid, ms = ms, killed = true, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
-            } else if was_running {
+            } else {
                 log::info!(pid = s.pid, ms = ms, killed = false, exit = exit.as_str(); "server stopped");
             }
             PidFile::remove(&self.cfg.log.log_dir);
@@ -618,7 +610,7 @@ impl<'a> Monitor<'a> {
             return;
         }
         let mut fds = vec![self.signals.wake_rx.as_fd()];
-        if let Some(s) = self.server.as_ref().filter(|s| !s.has_exited()) {
+        if let Some(s) = &self.server {
             fds.push(s.pidfd());
         }
         let _ = sys::poll_readable(&fds, timeout);

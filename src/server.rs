@@ -357,11 +357,6 @@ impl Server {
         }
     }
 
-    /// True once [`Server::poll_exit`] has seen the end of the leader.
-    pub fn has_exited(&self) -> bool {
-        self.exited.is_some()
-    }
-
     /// Readable once the server process has ended.
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
