@@ -8,13 +8,14 @@ DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: demo test release bench clean help
+.PHONY: demo test release bench install clean help
 
 help:
 	@echo "make demo     run the monitor on the bundled demo server (foreground, Ctrl-C stops)"
 	@echo "make test     formatting, clippy and every test"
 	@echo "make release  the static release binary ($(RELEASE_BIN))"
 	@echo "make bench    measure reaction times, memory and CPU (scripts/bench.sh)"
+	@echo "make install  the release binary, systemd units and an example env file (PREFIX, DESTDIR)"
 
 # The monitor in the foreground, watching the demo server on 127.0.0.1:$(DEMO_PORT).
 demo:
@@ -53,6 +54,9 @@ release:
 
 bench:
 	scripts/bench.sh
+
+install: release
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh
 
 clean:
 	$(CARGO) clean

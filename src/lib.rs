@@ -13,7 +13,9 @@ pub mod config;
 pub mod health;
 pub mod logging;
 pub mod monitor;
+pub mod notify;
 pub mod policy;
+pub mod restart;
 pub mod server;
 pub mod state;
 #[allow(unsafe_code)]

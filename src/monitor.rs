@@ -29,8 +29,10 @@ use crate::alert;
 use crate::config::Config;
 use crate::health::{self, CheckOutcome};
 use crate::logging::utc_iso8601_millis;
-use crate::policy::{Action, Begin, Event, Policy, Rules, StartKind};
+use crate::notify::Notifier;
+use crate::policy::{Action, Begin, Event, Note, Policy, Rules, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
+use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
 use crate::sys;
 
@@ -146,11 +148,28 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     })
     .map_err(|e| RunError::Setup(format!("cannot set up logging: {e}")))?;
 
+    warn_if_secret_file_readable(cfg);
     let signals = Signals::install()?;
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
     Monitor::new(cfg, signals).run()
+}
+
+/// An env file that holds SMTP_PASSWORD should be readable by its owner (and
+/// group) only; say so at start when other users can read it.
+fn warn_if_secret_file_readable(cfg: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(crate::config::Source::EnvFile(path)) = cfg.source("SMTP_PASSWORD") else {
+        return;
+    };
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            log::warn!(path = path.display().to_string().as_str(), mode = format!("{mode:04o}").as_str();
+                "the env file holds SMTP_PASSWORD and other users can read it: chmod 600 it");
+        }
+    }
 }
 
 /// SIGINT/SIGTERM (and SIGHUP unless it was ignored at start) set the
@@ -211,6 +230,7 @@ struct Monitor<'a> {
     saved: Option<State>,
     next_sweep: Instant,
     state_written: Instant,
+    notify: Notifier,
 }
 
 impl<'a> Monitor<'a> {
@@ -247,6 +267,7 @@ impl<'a> Monitor<'a> {
             saved: None,
             next_sweep: now,
             state_written: now,
+            notify: Notifier::from_env(now),
         }
     }
 
@@ -255,27 +276,24 @@ impl<'a> Monitor<'a> {
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
             if sys::take_usr1() {
-                log::info!("planned restart requested (SIGUSR1)");
-                events.push_back(Event::PlannedRestart {
-                    by: "SIGUSR1".into(),
-                });
+                events.push_back(self.planned_restart_requested());
             }
             if let Some(cause) = self.server_exit() {
                 events.push_back(Event::Exited(cause));
             }
             events.push_back(Event::Tick);
             while let Some(event) = events.pop_front() {
+                // NOTE: a batch is always carried out whole, even when a
+                // signal came meanwhile: it may hold an alert.
                 for action in self.policy.handle(event, Instant::now()) {
                     if let Some(next) = self.act(action) {
                         events.push_back(next);
-                    }
-                    if self.signals.shutdown_requested() {
-                        break;
                     }
                 }
             }
             self.housekeeping();
             self.save_state();
+            self.tell_systemd();
             self.wait();
         }
         self.shut_down();
@@ -352,6 +370,7 @@ impl<'a> Monitor<'a> {
             }
             Action::Note(n) => {
                 log::log!(n.level(), "{n}");
+                self.planned_restart_outcome(&n);
                 None
             }
         }
@@ -545,6 +564,87 @@ impl<'a> Monitor<'a> {
         }
     }
 
+    /// SIGUSR1: collects who asked (request files left by `server-monitor
+    /// restart`) and records the request for the outcome to be reported.
+    fn planned_restart_requested(&mut self) -> Event {
+        let requests = crate::restart::take_requests(&self.cfg.log.log_dir);
+        let by = if requests.is_empty() {
+            "SIGUSR1 (no request file)".to_string()
+        } else {
+            let who: Vec<&str> = requests.iter().map(|r| r.by.as_str()).collect();
+            who.join(", ")
+        };
+        log::info!(by = by.as_str(); "planned restart requested");
+        self.state.planned_restart = Some(PlannedRestart {
+            ids: requests.into_iter().map(|r| r.id).collect(),
+            by: by.clone(),
+            requested: utc_iso8601_millis(SystemTime::now()),
+            outcome: "in progress".into(),
+            detail: None,
+            server_pid: None,
+        });
+        Event::PlannedRestart { by }
+    }
+
+    /// Records how a planned restart ended, for `server-monitor restart`.
+    fn planned_restart_outcome(&mut self, note: &Note) {
+        let (outcome, detail) = match note {
+            Note::Verified {
+                kind: StartKind::Planned { .. },
+                after,
+            } => ("ok", format!("healthy after {:.3}s", after.as_secs_f64())),
+            Note::VerifyFailed {
+                kind: StartKind::Planned { .. },
+                reason,
+            } => ("failed", reason.clone()),
+            Note::AlreadyRestarting { .. } => ("failed", "a start is already in progress".into()),
+            Note::CannotRestart { .. } => (
+                "failed",
+                "no SERVER_COMMAND: this monitor only watches".into(),
+            ),
+            _ => return,
+        };
+        let server_pid = self.state.server_pid;
+        if let Some(p) = self
+            .state
+            .planned_restart
+            .as_mut()
+            .filter(|p| p.outcome == "in progress")
+        {
+            p.outcome = outcome.into();
+            p.detail = Some(detail);
+            p.server_pid = server_pid;
+        }
+    }
+
+    /// sd_notify: READY once the first start is settled, STATUS on every
+    /// change, WATCHDOG pings while the loop turns. Nothing without systemd.
+    fn tell_systemd(&mut self) {
+        if !self.notify.is_enabled() {
+            return;
+        }
+        let snap = self.policy.snapshot();
+        let last = snap.last_error.as_deref().unwrap_or("none");
+        let status = match snap.phase {
+            "idle" | "starting" | "verifying" => "starting the server".to_string(),
+            "running" if snap.failures == 0 => match self.state.server_pid {
+                Some(pid) => format!("server pid {pid} healthy"),
+                None => "server healthy".to_string(),
+            },
+            "running" => format!("{} failed checks in a row (last: {last})", snap.failures),
+            "restart-pending" => format!("restart due, waiting for the cooldown (last: {last})"),
+            _ => format!(
+                "gave up after {} restart attempts: manual intervention required (last: {last})",
+                snap.attempts
+            ),
+        };
+        if !matches!(snap.phase, "idle" | "starting" | "verifying") {
+            self.notify.ready(&status);
+        }
+        self.notify.status(&status);
+        self.notify.ping_if_due(Instant::now());
+    }
+
     fn housekeeping(&mut self) {
         let now = Instant::now();
         if now < self.next_sweep {
@@ -605,7 +705,12 @@ impl<'a> Monitor<'a> {
             .map_or(Duration::from_secs(60), |at| {
                 at.saturating_duration_since(now)
             })
-            .min(self.next_sweep.saturating_duration_since(now));
+            .min(self.next_sweep.saturating_duration_since(now))
+            .min(
+                self.notify
+                    .next_ping()
+                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
+            );
         if timeout.is_zero() {
             return;
         }
@@ -618,6 +723,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn shut_down(mut self) {
+        self.notify.stopping();
         let dir = self.cfg.log.log_dir.clone();
         if self.cfg.server.keep_server_on_exit {
             if let Some(s) = &self.server {
@@ -708,7 +814,8 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
             print!("{}", cfg.render());
             0
         }
-        Command::TestAlert | Command::Restart => {
+        Command::Restart => crate::restart::run(cfg),
+        Command::TestAlert => {
             eprintln!("server-monitor: this subcommand is not available yet");
             1
         }

@@ -155,20 +155,40 @@ pub enum Alert {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Note {
-    Verified { kind: StartKind, after: Duration },
-    VerifyFailed { kind: StartKind, reason: String },
-    RestartDeferred { cause: String, wait: Duration },
+    Verified {
+        kind: StartKind,
+        after: Duration,
+    },
+    VerifyFailed {
+        kind: StartKind,
+        reason: String,
+    },
+    RestartDeferred {
+        cause: String,
+        wait: Duration,
+    },
     RestartCancelled,
-    GaveUp { attempts: u32, last_error: String },
+    GaveUp {
+        attempts: u32,
+        last_error: String,
+    },
     AttemptsReset,
-    AlreadyRestarting { by: String },
+    AlreadyRestarting {
+        by: String,
+    },
+    /// A planned restart asked of a monitor that has no SERVER_COMMAND.
+    CannotRestart {
+        by: String,
+    },
 }
 
 impl Note {
     pub fn level(&self) -> log::Level {
         match self {
             Note::VerifyFailed { .. } | Note::GaveUp { .. } => log::Level::Error,
-            Note::RestartDeferred { .. } | Note::AlreadyRestarting { .. } => log::Level::Warn,
+            Note::RestartDeferred { .. }
+            | Note::AlreadyRestarting { .. }
+            | Note::CannotRestart { .. } => log::Level::Warn,
             _ => log::Level::Info,
         }
     }
@@ -202,6 +222,10 @@ impl fmt::Display for Note {
             Note::AlreadyRestarting { by } => {
                 write!(f, "restart requested by {by} ignored: a start is in progress")
             }
+            Note::CannotRestart { by } => write!(
+                f,
+                "restart requested by {by} refused: no SERVER_COMMAND, this monitor only watches"
+            ),
         }
     }
 }
@@ -341,7 +365,9 @@ impl Policy {
             }
             Event::Exited(cause) => self.exited(cause, now, &mut out),
             Event::PlannedRestart { by } => {
-                if self.is_starting() {
+                if !self.rules.can_restart {
+                    out.push(Action::Note(Note::CannotRestart { by }));
+                } else if self.is_starting() {
                     out.push(Action::Note(Note::AlreadyRestarting { by }));
                 } else {
                     self.start(StartKind::Planned { by }, now, &mut out);
@@ -1202,6 +1228,21 @@ mod tests {
             again[..],
             [Action::Note(Note::AlreadyRestarting { .. })]
         ));
+    }
+
+    #[test]
+    fn planned_restart_without_server_command_is_refused() {
+        let mut s = Scenario::new(Rules {
+            can_restart: false,
+            ..rules()
+        });
+        s.feed(Event::Begin(Begin::Watch));
+        let actions = s.feed(Event::PlannedRestart { by: "x".into() });
+        assert!(matches!(
+            actions[..],
+            [Action::Note(Note::CannotRestart { .. })]
+        ));
+        assert!(s.starts.is_empty() && s.alerts.is_empty());
     }
 
     #[test]

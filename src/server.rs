@@ -26,6 +26,10 @@ pub const PID_FILE: &str = "server.pid";
 pub const STDOUT_LOG: &str = "server.log";
 pub const STDERR_LOG: &str = "server_error.log";
 
+/// Variables meant for the monitor alone: systemd's notify socket and
+/// watchdog must not be inherited by the server (it would speak for us).
+pub const CHILD_ENV_REMOVE: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// What `server.pid` holds: enough to recognise the same process later.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PidFile {
@@ -278,6 +282,9 @@ impl Server {
         let out = capture_pipe(launch, STDOUT_LOG)?;
         let err = capture_pipe(launch, STDERR_LOG)?;
         let mut cmd = Command::new(program);
+        for var in CHILD_ENV_REMOVE {
+            cmd.env_remove(var);
+        }
         cmd.args(&launch.command[1..])
             .stdin(Stdio::null())
             .stdout(out)
@@ -443,7 +450,11 @@ fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> 
     let (reader, writer) = io::pipe().map_err(fail)?;
     let path = launch.log_dir.join(file);
     // /proc/self/exe still runs this binary after it was replaced on disk.
-    let writer_proc = Command::new("/proc/self/exe")
+    let mut writer_cmd = Command::new("/proc/self/exe");
+    for var in CHILD_ENV_REMOVE {
+        writer_cmd.env_remove(var);
+    }
+    let writer_proc = writer_cmd
         .arg0("server-monitor")
         .arg("__capture")
         .arg(&path)

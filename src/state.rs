@@ -33,6 +33,22 @@ pub struct State {
     pub last_restart: Option<String>,
     pub started: String,
     pub updated: String,
+    /// The last planned restart (`server-monitor restart`) and its outcome.
+    #[serde(default)]
+    pub planned_restart: Option<PlannedRestart>,
+}
+
+/// What `server-monitor restart` waits for: its request id and the outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRestart {
+    /// The ids of the requests this restart answers.
+    pub ids: Vec<String>,
+    pub by: String,
+    pub requested: String,
+    /// `in progress`, `ok` or `failed`.
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -115,6 +131,18 @@ pub fn render(s: &State, monitor_running: bool) -> String {
     }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last error:     {e}");
+    }
+    if let Some(p) = &s.planned_restart {
+        let detail = p
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "planned restart: {} by {}, {}{detail}",
+            p.requested, p.by, p.outcome
+        );
     }
     let _ = writeln!(out, "since:          {}", s.started);
     let _ = writeln!(out, "updated:        {}", s.updated);

@@ -10,4 +10,5 @@ mod it {
     mod demo_server;
     mod lifecycle;
     mod restart;
+    mod service;
 }

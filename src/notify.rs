@@ -1,0 +1,225 @@
+//! sd_notify, spoken directly: `READY=1` once the server is verified,
+//! `STATUS=` lines that say what the monitor is doing, `WATCHDOG=1` at half
+//! of `WATCHDOG_USEC` while the loop is alive, `STOPPING=1` on the way out.
+//!
+//! Without `$NOTIFY_SOCKET` nothing at all happens: no socket is opened and
+//! every method returns at once. The socket may be a path (`/run/...`) or an
+//! abstract name (`@...`). The variables are read once, at start, and kept
+//! away from the server's environment (see `server::CHILD_ENV_REMOVE`), so
+//! that the server cannot speak for the monitor.
+//!
+//! Not here: deciding when the service is ready (the main loop does).
+
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
+
+/// Where `$NOTIFY_SOCKET` points.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Path(String),
+    Abstract(Vec<u8>),
+}
+
+/// Pure: parses `$NOTIFY_SOCKET`. `@name` is an abstract socket; an absolute
+/// path is a socket file; anything else is not usable.
+pub fn parse_target(value: &str) -> Option<Target> {
+    if let Some(name) = value.strip_prefix('@') {
+        (!name.is_empty()).then(|| Target::Abstract(name.as_bytes().to_vec()))
+    } else if value.starts_with('/') {
+        Some(Target::Path(value.to_string()))
+    } else {
+        None
+    }
+}
+
+/// Pure: the watchdog ping interval — half of `WATCHDOG_USEC` — when the
+/// watchdog is meant for this process (`WATCHDOG_PID` absent or ours).
+pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> Option<Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok() != Some(my_pid) {
+            return None;
+        }
+    }
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    Some(Duration::from_micros(usec) / 2)
+}
+
+pub struct Notifier {
+    socket: Option<(UnixDatagram, SocketAddr)>,
+    watchdog: Option<Duration>,
+    next_ping: Option<Instant>,
+    ready: bool,
+    status: String,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`.
+    pub fn from_env(now: Instant) -> Notifier {
+        let var = |k: &str| std::env::var(k).ok();
+        let socket = var("NOTIFY_SOCKET")
+            .as_deref()
+            .and_then(parse_target)
+            .and_then(|t| connect(&t).ok());
+        let watchdog = socket.as_ref().and_then(|_| {
+            watchdog_interval(
+                var("WATCHDOG_USEC").as_deref(),
+                var("WATCHDOG_PID").as_deref(),
+                std::process::id(),
+            )
+        });
+        Notifier {
+            socket,
+            next_ping: watchdog.map(|_| now),
+            watchdog,
+            ready: false,
+            status: String::new(),
+        }
+    }
+
+    /// A notifier that never says anything.
+    pub fn disabled() -> Notifier {
+        Notifier {
+            socket: None,
+            watchdog: None,
+            next_ping: None,
+            ready: false,
+            status: String::new(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    fn send(&self, message: &str) {
+        if let Some((sock, addr)) = &self.socket {
+            if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
+                log::debug!(error = e.to_string().as_str(); "sd_notify failed");
+            }
+        }
+    }
+
+    /// `READY=1` (once) with the current status.
+    pub fn ready(&mut self, status: &str) {
+        if self.ready || self.socket.is_none() {
+            return;
+        }
+        self.ready = true;
+        self.status = status.to_string();
+        self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+    }
+
+    /// A `STATUS=` line, sent only when it changed.
+    pub fn status(&mut self, status: &str) {
+        if self.socket.is_none() || self.status == status {
+            return;
+        }
+        self.status = status.to_string();
+        self.send(&format!("STATUS={}", one_line(status)));
+    }
+
+    /// `WATCHDOG=1` if a ping is due.
+    pub fn ping_if_due(&mut self, now: Instant) {
+        if let (Some(at), Some(every)) = (self.next_ping, self.watchdog) {
+            if now >= at {
+                self.send("WATCHDOG=1");
+                self.next_ping = Some(now + every);
+            }
+        }
+    }
+
+    /// When the next watchdog ping is due.
+    pub fn next_ping(&self) -> Option<Instant> {
+        self.next_ping
+    }
+
+    pub fn stopping(&mut self) {
+        self.send("STOPPING=1\nSTATUS=stopping");
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+fn connect(target: &Target) -> io::Result<(UnixDatagram, SocketAddr)> {
+    let addr = match target {
+        Target::Path(p) => SocketAddr::from_pathname(p)?,
+        Target::Abstract(name) => SocketAddr::from_abstract_name(name)?,
+    };
+    Ok((UnixDatagram::unbound()?, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_socket_forms() {
+        assert_eq!(
+            parse_target("/run/systemd/notify"),
+            Some(Target::Path("/run/systemd/notify".into()))
+        );
+        assert_eq!(
+            parse_target("@sd-123"),
+            Some(Target::Abstract(b"sd-123".to_vec()))
+        );
+        assert_eq!(parse_target("@"), None);
+        assert_eq!(parse_target("relative"), None);
+        assert_eq!(parse_target(""), None);
+    }
+
+    #[test]
+    fn watchdog_pings_at_half_the_interval_for_this_pid_only() {
+        let half = Some(Duration::from_secs(15));
+        assert_eq!(watchdog_interval(Some("30000000"), None, 7), half);
+        assert_eq!(watchdog_interval(Some("30000000"), Some("7"), 7), half);
+        assert_eq!(watchdog_interval(Some("30000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval(Some("x"), None, 7), None);
+        assert_eq!(watchdog_interval(None, None, 7), None);
+    }
+
+    #[test]
+    fn speaks_the_protocol_over_a_path_socket() {
+        let dir = std::env::temp_dir().join(format!("sm-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let now = Instant::now();
+        let mut n = Notifier {
+            socket: Some(connect(&Target::Path(path.to_str().unwrap().into())).unwrap()),
+            watchdog: Some(Duration::from_secs(1)),
+            next_ping: Some(now),
+            ready: false,
+            status: String::new(),
+        };
+        let mut buf = [0u8; 256];
+        let mut recv = || {
+            let len = listener.recv(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..len]).into_owned()
+        };
+        n.ready("running\nserver pid 5");
+        assert_eq!(recv(), "READY=1\nSTATUS=running server pid 5");
+        n.ready("again");
+        n.status("running\nserver pid 5");
+        n.status("given up");
+        assert_eq!(
+            recv(),
+            "STATUS=given up",
+            "no second READY, no repeated STATUS"
+        );
+        n.ping_if_due(now);
+        assert_eq!(recv(), "WATCHDOG=1");
+        n.ping_if_due(now + Duration::from_millis(500));
+        assert_eq!(n.next_ping(), Some(now + Duration::from_secs(1)));
+        n.stopping();
+        assert_eq!(recv(), "STOPPING=1\nSTATUS=stopping");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
