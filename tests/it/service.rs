@@ -361,3 +361,42 @@ fn systemd_units_verify_cleanly() {
     );
     assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }
+
+/// LOG_RETENTION_DAYS: rotated logs and alert files older than that are
+/// removed at start; live logs, fresh backups and other files stay.
+#[test]
+fn retention_removes_old_rotated_logs_and_alerts_at_start() {
+    let dir = TestDir::new("retention");
+    let port = free_port();
+    let old = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let age = |rel: &str| {
+        let f = fs::File::options().write(true).open(dir.join(rel)).unwrap();
+        f.set_modified(old).unwrap();
+    };
+    for rel in [
+        "logs/server.log.3",
+        "logs/server_monitor.log.2",
+        "logs/alerts/2025-01-01T00-00-00-000Z-down.eml",
+        "logs/notes.txt",
+    ] {
+        dir.write(rel, "old\n");
+        age(rel);
+    }
+    dir.write("logs/server.log.1", "fresh\n");
+    let env = settings(port, &[("LOG_RETENTION_DAYS", "30".into())]);
+    let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    // The sweep logs once it is done.
+    m.wait_for(LONG, "the sweep", || {
+        read_lossy(&m.log_dir().join("server_monitor.log")).contains("LOG_RETENTION_DAYS")
+    });
+    assert!(!dir.join("logs/server.log.3").exists());
+    assert!(!dir.join("logs/server_monitor.log.2").exists());
+    assert!(!dir
+        .join("logs/alerts/2025-01-01T00-00-00-000Z-down.eml")
+        .exists());
+    assert!(
+        dir.join("logs/server.log.1").exists(),
+        "a fresh backup stays"
+    );
+    assert!(dir.join("logs/notes.txt").exists(), "not ours: stays");
+}
