@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::health::{self, CheckOutcome};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
-use crate::policy::{Action, Begin, Event, Note, Policy, Rules, StartKind};
+use crate::policy::{Action, Begin, Event, Note, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
@@ -236,16 +236,6 @@ struct Monitor<'a> {
 impl<'a> Monitor<'a> {
     fn new(cfg: &'a Config, signals: Signals) -> Monitor<'a> {
         let now = Instant::now();
-        let rules = Rules {
-            check_interval: cfg.policy.check_interval,
-            failure_threshold: cfg.policy.failure_threshold,
-            max_restart_attempts: cfg.policy.max_restart_attempts,
-            restart_cooldown: cfg.policy.restart_cooldown,
-            startup_timeout: cfg.server.startup_timeout,
-            retry_after_give_up: cfg.policy.retry_after_give_up,
-            restart_on_exit: cfg.policy.restart_on_exit,
-            can_restart: cfg.server.server_command.is_some(),
-        };
         let started = utc_iso8601_millis(SystemTime::now());
         let state = State {
             monitor_pid: std::process::id(),
@@ -259,7 +249,7 @@ impl<'a> Monitor<'a> {
         Monitor {
             cfg,
             signals,
-            policy: Policy::new(rules, now),
+            policy: Policy::new(cfg.policy.clone(), cfg.server.server_command.is_some(), now),
             server: None,
             foreign: false,
             host: cfg.hostname.clone(),

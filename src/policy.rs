@@ -44,21 +44,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::config::PolicySettings;
 use crate::health::CheckOutcome;
-
-/// The settings the policy needs, taken from the configuration once.
-#[derive(Clone, Debug)]
-pub struct Rules {
-    pub check_interval: Duration,
-    pub failure_threshold: u32,
-    pub max_restart_attempts: u32,
-    pub restart_cooldown: Duration,
-    pub startup_timeout: Duration,
-    pub retry_after_give_up: Option<Duration>,
-    pub restart_on_exit: bool,
-    /// False when there is no SERVER_COMMAND: watch and alert only.
-    pub can_restart: bool,
-}
 
 /// How the monitor begins.
 #[derive(Clone, Debug, PartialEq)]
@@ -264,7 +251,9 @@ const PROBE_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub struct Policy {
-    rules: Rules,
+    rules: PolicySettings,
+    /// False when there is no SERVER_COMMAND: watch and alert only.
+    can_restart: bool,
     phase: Phase,
     next_check: Instant,
     failures: u32,
@@ -283,9 +272,10 @@ pub struct Snapshot {
 }
 
 impl Policy {
-    pub fn new(rules: Rules, now: Instant) -> Policy {
+    pub fn new(rules: PolicySettings, can_restart: bool, now: Instant) -> Policy {
         Policy {
             rules,
+            can_restart,
             phase: Phase::Idle,
             next_check: now,
             failures: 0,
@@ -365,7 +355,7 @@ impl Policy {
             }
             Event::Exited(cause) => self.exited(cause, now, &mut out),
             Event::PlannedRestart { by } => {
-                if !self.rules.can_restart {
+                if !self.can_restart {
                     out.push(Action::Note(Note::CannotRestart { by }));
                 } else if self.is_starting() {
                     out.push(Action::Note(Note::AlreadyRestarting { by }));
@@ -605,7 +595,7 @@ impl Policy {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        if !self.rules.can_restart || self.attempts >= self.rules.max_restart_attempts {
+        if !self.can_restart || self.attempts >= self.rules.max_restart_attempts {
             return self.give_up(cause, now, out);
         }
         if let Some(last) = self.last_restart {
@@ -683,8 +673,8 @@ mod tests {
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn rules() -> Rules {
-        Rules {
+    fn rules() -> PolicySettings {
+        PolicySettings {
             check_interval: 10 * SEC,
             failure_threshold: 3,
             max_restart_attempts: 3,
@@ -692,7 +682,6 @@ mod tests {
             startup_timeout: 10 * SEC,
             retry_after_give_up: None,
             restart_on_exit: true,
-            can_restart: true,
         }
     }
 
@@ -714,10 +703,14 @@ mod tests {
     }
 
     impl Scenario {
-        fn new(rules: Rules) -> Scenario {
+        fn new(rules: PolicySettings) -> Scenario {
+            Scenario::with(rules, true)
+        }
+
+        fn with(rules: PolicySettings, can_restart: bool) -> Scenario {
             let t0 = Instant::now();
             Scenario {
-                p: Policy::new(rules, t0),
+                p: Policy::new(rules, can_restart, t0),
                 t0,
                 now: t0,
                 alerts: vec![],
@@ -726,7 +719,7 @@ mod tests {
         }
 
         /// Started, verified and running.
-        fn running(rules: Rules) -> Scenario {
+        fn running(rules: PolicySettings) -> Scenario {
             let mut s = Scenario::new(rules);
             s.feed(Event::Begin(Begin::Start));
             s.feed(Event::Spawned);
@@ -884,7 +877,7 @@ mod tests {
 
     #[test]
     fn exit_without_restart_on_exit_waits_for_failed_checks() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             restart_on_exit: false,
             ..rules()
         });
@@ -944,7 +937,7 @@ mod tests {
 
     #[test]
     fn healthy_check_cancels_pending_restart() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             restart_on_exit: false,
             ..rules()
         });
@@ -1000,7 +993,7 @@ mod tests {
     /// The server dies right after every verified restart.
     #[test]
     fn crash_loop_after_verified_restarts_reaches_give_up() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             restart_cooldown: 5 * SEC,
             ..rules()
         });
@@ -1035,7 +1028,7 @@ mod tests {
     /// The server dies at once every time it is started.
     #[test]
     fn crash_loop_at_start_gives_up_after_last_attempt_fails() {
-        let mut s = Scenario::new(Rules {
+        let mut s = Scenario::new(PolicySettings {
             restart_cooldown: SEC,
             ..rules()
         });
@@ -1067,7 +1060,7 @@ mod tests {
     /// A server that starts but never answers healthy.
     #[test]
     fn stays_broken_exactly_max_attempts_then_gives_up_once() {
-        let mut s = Scenario::new(Rules {
+        let mut s = Scenario::new(PolicySettings {
             check_interval: SEC,
             restart_cooldown: 2 * SEC,
             startup_timeout: 3 * SEC,
@@ -1099,7 +1092,7 @@ mod tests {
 
     #[test]
     fn gives_up_once_and_recovers_when_fixed() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             max_restart_attempts: 1,
             ..rules()
         });
@@ -1127,7 +1120,7 @@ mod tests {
 
     #[test]
     fn retry_after_give_up_tries_again_periodically() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             max_restart_attempts: 1,
             retry_after_give_up: Some(100 * SEC),
             ..rules()
@@ -1167,10 +1160,7 @@ mod tests {
 
     #[test]
     fn without_server_command_gives_up_at_threshold_and_recovers() {
-        let mut s = Scenario::new(Rules {
-            can_restart: false,
-            ..rules()
-        });
+        let mut s = Scenario::with(rules(), false);
         s.feed(Event::Begin(Begin::Watch));
         s.check_at(0.0, healthy());
         s.check_at(10.0, failed());
@@ -1187,7 +1177,7 @@ mod tests {
 
     #[test]
     fn spawn_failure_counts_as_failed_attempt() {
-        let mut s = Scenario::running(Rules {
+        let mut s = Scenario::running(PolicySettings {
             max_restart_attempts: 1,
             ..rules()
         });
@@ -1232,10 +1222,7 @@ mod tests {
 
     #[test]
     fn planned_restart_without_server_command_is_refused() {
-        let mut s = Scenario::new(Rules {
-            can_restart: false,
-            ..rules()
-        });
+        let mut s = Scenario::with(rules(), false);
         s.feed(Event::Begin(Begin::Watch));
         let actions = s.feed(Event::PlannedRestart { by: "x".into() });
         assert!(matches!(
@@ -1267,7 +1254,7 @@ mod tests {
         // different origin gives the same actions.
         let run = |offset: u64| {
             let t0 = Instant::now() + Duration::from_secs(offset);
-            let mut p = Policy::new(rules(), t0);
+            let mut p = Policy::new(rules(), true, t0);
             let mut all = vec![];
             all.extend(p.handle(Event::Begin(Begin::Watch), t0));
             for i in 0..5 {
