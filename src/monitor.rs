@@ -211,6 +211,8 @@ struct Monitor<'a> {
     saved: Option<State>,
     next_sweep: Instant,
     state_written: Instant,
+    /// Alert delivery: the outbox and the channels.
+    alerts: alert::Dispatcher,
 }
 
 impl<'a> Monitor<'a> {
@@ -236,6 +238,8 @@ impl<'a> Monitor<'a> {
             updated: started,
             ..State::default()
         };
+        let mut alerts = alert::Dispatcher::load(cfg, now);
+        alerts.cancel_on(signals.shutdown.clone());
         Monitor {
             cfg,
             signals,
@@ -247,6 +251,7 @@ impl<'a> Monitor<'a> {
             saved: None,
             next_sweep: now,
             state_written: now,
+            alerts,
         }
     }
 
@@ -275,6 +280,7 @@ impl<'a> Monitor<'a> {
                 }
             }
             self.housekeeping();
+            self.alerts.retry_due(Instant::now());
             self.save_state();
             self.wait();
         }
@@ -524,22 +530,7 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
-        let mime = alert::to_mime(
-            &msg,
-            &self.cfg.alert.alert_from,
-            &self.cfg.alert.alert_email,
-            now,
-            &self.host,
-        );
-        match alert::write_eml(dir, &mime, msg.event, now) {
-            Ok(path) => {
-                log::info!(subject = msg.subject.as_str(), path = path.display().to_string().as_str();
-                    "alert written")
-            }
-            Err(e) => {
-                log::error!(subject = msg.subject.as_str(), error = e.to_string().as_str(); "cannot write the alert")
-            }
-        }
+        self.alerts.submit(&msg, now, Instant::now());
     }
 
     fn housekeeping(&mut self) {
@@ -602,7 +593,12 @@ impl<'a> Monitor<'a> {
             .map_or(Duration::from_secs(60), |at| {
                 at.saturating_duration_since(now)
             })
-            .min(self.next_sweep.saturating_duration_since(now));
+            .min(self.next_sweep.saturating_duration_since(now))
+            .min(
+                self.alerts
+                    .next_due()
+                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
+            );
         if timeout.is_zero() {
             return;
         }
@@ -705,7 +701,8 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
             print!("{}", cfg.render());
             0
         }
-        Command::TestAlert | Command::Restart => {
+        Command::TestAlert => alert::test_alert(cfg),
+        Command::Restart => {
             eprintln!("server-monitor: this subcommand is not available yet");
             1
         }

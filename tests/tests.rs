@@ -7,5 +7,6 @@
 mod util;
 
 mod it {
+    mod alerts;
     mod demo_server;
 }
