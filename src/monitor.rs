@@ -231,6 +231,8 @@ struct Monitor<'a> {
     next_sweep: Instant,
     state_written: Instant,
     notify: Notifier,
+    /// Alert delivery: the outbox and the channels.
+    alerts: alert::Dispatcher,
 }
 
 impl<'a> Monitor<'a> {
@@ -246,6 +248,8 @@ impl<'a> Monitor<'a> {
             updated: started,
             ..State::default()
         };
+        let mut alerts = alert::Dispatcher::load(cfg, now);
+        alerts.cancel_on(signals.shutdown.clone());
         Monitor {
             cfg,
             signals,
@@ -258,6 +262,7 @@ impl<'a> Monitor<'a> {
             next_sweep: now,
             state_written: now,
             notify: Notifier::from_env(now),
+            alerts,
         }
     }
 
@@ -282,6 +287,7 @@ impl<'a> Monitor<'a> {
                 }
             }
             self.housekeeping();
+            self.alerts.retry_due(Instant::now());
             self.save_state();
             self.tell_systemd();
             self.wait();
@@ -536,22 +542,7 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
-        let mime = alert::to_mime(
-            &msg,
-            &self.cfg.alert.alert_from,
-            &self.cfg.alert.alert_email,
-            now,
-            &self.host,
-        );
-        match alert::write_eml(dir, &mime, msg.event, now) {
-            Ok(path) => {
-                log::info!(subject = msg.subject.as_str(), path = path.display().to_string().as_str();
-                    "alert written")
-            }
-            Err(e) => {
-                log::error!(subject = msg.subject.as_str(), error = e.to_string().as_str(); "cannot write the alert")
-            }
-        }
+        self.alerts.submit(&msg, now, Instant::now());
     }
 
     /// SIGUSR1: collects who asked (request files left by `server-monitor
@@ -700,6 +691,11 @@ impl<'a> Monitor<'a> {
                 self.notify
                     .next_ping()
                     .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
+            )
+            .min(
+                self.alerts
+                    .next_due()
+                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
             );
         if timeout.is_zero() {
             return;
@@ -805,10 +801,7 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
             0
         }
         Command::Restart => crate::restart::run(cfg),
-        Command::TestAlert => {
-            eprintln!("server-monitor: this subcommand is not available yet");
-            1
-        }
+        Command::TestAlert => alert::test_alert(cfg),
         Command::Help | Command::Version | Command::Capture { .. } => 0,
     }
 }

@@ -7,6 +7,7 @@
 mod util;
 
 mod it {
+    mod alerts;
     mod demo_server;
     mod lifecycle;
     mod restart;

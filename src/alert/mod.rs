@@ -2,6 +2,11 @@
 //! message ([`to_mime`]), and the local channel — an `.eml` file under
 //! `LOG_DIR/alerts/` — used when no other channel is configured.
 //!
+//! Delivery lives in the submodules: [`smtp`] (email through mail-send),
+//! [`webhook`] (a JSON POST), [`outbox`] (the durable queue and its pure retry
+//! schedule) and [`dispatch`] (the [`Dispatcher`] the main loop drives, and
+//! `server-monitor test-alert`).
+//!
 //! Subjects are `[SERVICE_NAME Alert] TITLE`. Bodies begin with the lines
 //! users of the original monitor know, then a `Cause:` line, then the host,
 //! the time (UTC, ISO 8601) and the health URL, and for a down alert the last
@@ -11,7 +16,14 @@
 //! subject is one line with control characters replaced, and mail-builder
 //! encodes every header it writes. No secret is ever part of a message.
 //!
-//! Not here (yet): SMTP and webhook delivery, the durable outbox.
+//! Not here: anything that touches the network.
+
+pub mod dispatch;
+pub mod outbox;
+pub mod smtp;
+pub mod webhook;
+
+pub use dispatch::{test_alert, Dispatcher};
 
 use std::fs;
 use std::io;
@@ -137,30 +149,69 @@ pub fn render_test(ctx: &Context<'_>) -> Message {
 
 /// The full MIME message (CRLF line ends), with Date and Message-ID.
 pub fn to_mime(msg: &Message, from: &str, to: &[String], time: SystemTime, host: &str) -> Vec<u8> {
+    let parts = MimeParts {
+        event: msg.event,
+        subject: &msg.subject,
+        body: &msg.body,
+        time,
+        message_id: &message_id(time, host),
+    };
+    build_mime(&parts, from, to)
+}
+
+/// A Message-ID for an alert made at `time` on `host` (without the `<>`).
+/// The outbox keeps it, so that every retry of one alert carries the same id
+/// and a mail system that saw an earlier try can tell it is the same message.
+pub fn message_id(time: SystemTime, host: &str) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let message_id = format!(
+    let host: String = one_line(host)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-.".contains(*c))
+        .collect();
+    format!(
         "{}.{}.{}@{}",
         since_epoch.as_secs(),
         since_epoch.subsec_nanos(),
         std::process::id(),
-        one_line(host)
-    );
+        if host.is_empty() { "localhost" } else { &host }
+    )
+}
+
+/// What a MIME message is made of, borrowed (an outbox entry or a [`Message`]).
+pub struct MimeParts<'a> {
+    pub event: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub time: SystemTime,
+    pub message_id: &'a str,
+}
+
+/// The full MIME message (CRLF line ends): From, To (every recipient; the
+/// sender when there is none), Subject, Date, Message-ID. mail-builder
+/// encodes every header value, so no text can add a header.
+pub fn build_mime(parts: &MimeParts<'_>, from: &str, to: &[String]) -> Vec<u8> {
+    let since_epoch = parts.time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let to: Vec<String> = if to.is_empty() {
         vec![from.to_string()]
     } else {
         to.to_vec()
     };
+    let event: String = parts
+        .event
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     mail_builder::MessageBuilder::new()
         .from(from.to_string())
         .to(to)
-        .subject(msg.subject.clone())
+        .subject(one_line(parts.subject))
         .date(since_epoch.as_secs() as i64)
-        .message_id(message_id)
+        .message_id(parts.message_id.to_string())
         .header(
             "X-Server-Monitor-Event",
-            mail_builder::headers::raw::Raw::new(msg.event),
+            mail_builder::headers::raw::Raw::new(event),
         )
-        .text_body(msg.body.clone())
+        .text_body(parts.body.to_string())
         .write_to_vec()
         .unwrap_or_default()
 }

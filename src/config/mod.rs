@@ -927,7 +927,7 @@ fn http_url(text: &str) -> Result<String, String> {
 }
 
 /// `https://user:secret@host/` -> `https://user:********@host/`.
-fn mask_url_password(url: &str) -> String {
+pub fn mask_url_password(url: &str) -> String {
     let Some((scheme, authority, rest)) = split_url(url) else {
         return url.to_string();
     };
@@ -942,7 +942,7 @@ fn mask_url_password(url: &str) -> String {
 
 /// A webhook URL's path and query are usually its secret (Slack, Discord,
 /// Teams): show only where it goes. `https://hooks.slack.com/********`.
-fn mask_webhook_url(url: &str) -> String {
+pub fn mask_webhook_url(url: &str) -> String {
     let masked = mask_url_password(url);
     match split_url(&masked) {
         Some((scheme, authority, rest)) if !rest.is_empty() && rest != "/" => {

@@ -1,0 +1,469 @@
+//! The [`Dispatcher`]: the one thing the main loop gives an alert to, and
+//! `server-monitor test-alert`.
+//!
+//! With a channel configured (email: `SMTP_SERVER` and `ALERT_EMAIL`; the
+//! webhook: `ALERT_WEBHOOK_URL`), [`Dispatcher::submit`] writes the alert to
+//! the outbox *before* the first try, then tries every channel at once. An
+//! entry leaves the outbox only when every configured channel has taken it;
+//! what one channel took is recorded in the file and not sent again. A failed
+//! round is retried on the outbox schedule (5 s, doubling, at most 5
+//! minutes); [`Dispatcher::load`] at start makes every entry found due at
+//! once. Without any channel an alert is an `.eml` file under
+//! `LOG_DIR/alerts/`, as it always was, and entries left in the outbox by an
+//! earlier run with channels are turned into such files rather than lost.
+//!
+//! Bounded: one call to [`Dispatcher::submit`] or [`Dispatcher::retry_due`]
+//! starts a channel attempt only while a whole `SMTP_TIMEOUT` still fits in
+//! one `SMTP_TIMEOUT` from the call's start (the first attempt always runs),
+//! so the loop is never held up longer than that (plus the webhook's
+//! rounding to whole seconds when `SMTP_TIMEOUT` is under one second). What
+//! did not fit stays due and goes in the next loop turn. When a channel fails
+//! for one entry, the other entries that need it are not tried in the same
+//! call: they are deferred to that entry's retry time, without counting a
+//! failure, so a dead mail server costs one timeout per round, not one per
+//! waiting alert.
+//!
+//! Logging: every attempt's outcome — `alert delivered` (INFO) or `alert
+//! delivery failed` (WARNING) with the channel, subject, attempt number and
+//! the seconds until the retry. Never a password; the webhook URL only masked.
+//!
+//! Not here: rendering (the parent module), the wire protocols (`smtp`,
+//! `webhook`), the schedule's arithmetic (`outbox`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::outbox::{Entry, OutboxDir, Schedule};
+use super::smtp::{self, Mailer};
+use super::webhook::{self, Webhook};
+use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Message, MimeParts};
+use crate::config::Config;
+use crate::logging::utc_iso8601_millis;
+
+/// The channel names, as the outbox files and the log show them.
+pub const EMAIL: &str = "email";
+pub const WEBHOOK: &str = "webhook";
+
+/// Alert delivery: the outbox, its schedule, the channels.
+#[derive(Debug)]
+pub struct Dispatcher {
+    log_dir: PathBuf,
+    host: String,
+    outbox: OutboxDir,
+    schedule: Schedule,
+    /// The pending entries, as their files hold them.
+    entries: BTreeMap<String, Entry>,
+    email: Option<Mailer>,
+    webhook: Option<Webhook>,
+    from: String,
+    to: Vec<String>,
+    /// SMTP_TIMEOUT: one attempt's deadline, and one call's budget.
+    timeout: Duration,
+    /// For ids of entries whose file could not be written.
+    unsaved: u32,
+    /// Set when the monitor is stopping: a delivery in progress gives up.
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Dispatcher {
+    /// The channels from the configuration, an empty schedule; reads
+    /// nothing but `SSL_CERT_FILE` (once, now: see `smtp`).
+    pub fn new(cfg: &Config) -> Dispatcher {
+        let bundle =
+            smtp::system_bundle(std::env::var_os("SSL_CERT_FILE").map(PathBuf::from), |p| {
+                p.is_file()
+            });
+        let a = &cfg.alert;
+        Dispatcher {
+            log_dir: cfg.log.log_dir.clone(),
+            host: cfg.hostname.clone(),
+            outbox: OutboxDir::new(&cfg.log.log_dir),
+            schedule: Schedule::default(),
+            entries: BTreeMap::new(),
+            email: Mailer::new(a, &cfg.hostname, bundle),
+            webhook: a.alert_webhook_url.as_deref().map(Webhook::new),
+            from: a.alert_from.clone(),
+            to: a.alert_email.clone(),
+            timeout: a.smtp_timeout,
+            unsaved: 0,
+            cancel: None,
+        }
+    }
+
+    /// [`Dispatcher::new`], then the entries an earlier run left in
+    /// `LOG_DIR/outbox/`, all due at `now`.
+    pub fn load(cfg: &Config, now: Instant) -> Dispatcher {
+        let mut d = Dispatcher::new(cfg);
+        for id in d.outbox.list() {
+            let file = d.outbox.file(&id).display().to_string();
+            match d.outbox.read(&id) {
+                Ok(entry) if d.has_channels() => {
+                    d.entries.insert(id.clone(), entry);
+                    d.schedule.add(&id, now);
+                }
+                Ok(entry) => d.write_local(&entry, Some(&id)),
+                Err(e) => {
+                    log::error!(file = file.as_str(), error = e.to_string().as_str();
+                        "cannot read an alert in the outbox; leaving it there")
+                }
+            }
+        }
+        if !d.schedule.is_empty() {
+            log::info!(pending = d.schedule.len(), channels = d.channels().join(",").as_str();
+                "alerts left in the outbox by an earlier run: delivering them now");
+        }
+        d
+    }
+
+    /// Makes every delivery give up as soon as `flag` is set (the monitor's
+    /// shutdown flag): an email in progress within 50 ms, a webhook POST at
+    /// its own timeout. What was not delivered stays in the outbox.
+    pub fn cancel_on(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = Some(flag);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// Whether any channel (email, webhook) is configured.
+    pub fn has_channels(&self) -> bool {
+        self.email.is_some() || self.webhook.is_some()
+    }
+
+    /// The configured channels' names.
+    pub fn channels(&self) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if self.email.is_some() {
+            c.push(EMAIL);
+        }
+        if self.webhook.is_some() {
+            c.push(WEBHOOK);
+        }
+        c
+    }
+
+    /// Alerts waiting for delivery.
+    pub fn pending(&self) -> usize {
+        self.schedule.len()
+    }
+
+    /// When [`Dispatcher::retry_due`] has work next; `None`: nothing waits.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.schedule.next_due()
+    }
+
+    /// Takes a new alert made at `time`: without channels an `.eml` file;
+    /// else into the outbox (durably) and tried at once.
+    pub fn submit(&mut self, msg: &Message, time: SystemTime, now: Instant) {
+        let entry = Entry::new(
+            msg.event,
+            &msg.subject,
+            &msg.body,
+            &self.host,
+            time,
+            &message_id(time, &self.host),
+        );
+        if !self.has_channels() {
+            self.write_local(&entry, None);
+            return;
+        }
+        let id = match self.outbox.create(&entry) {
+            Ok(id) => id,
+            Err(e) => {
+                // Still try: an alert that cannot be kept may yet be delivered.
+                log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(),
+                    dir = self.outbox.path().display().to_string().as_str();
+                    "cannot write the alert to the outbox; trying to deliver it anyway");
+                self.unsaved += 1;
+                format!("unsaved-{}", self.unsaved)
+            }
+        };
+        log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
+        self.entries.insert(id.clone(), entry);
+        self.schedule.add(&id, now);
+        self.deliver(vec![id]);
+    }
+
+    /// Tries every entry that is due at `now`.
+    pub fn retry_due(&mut self, now: Instant) {
+        let due = self.schedule.due(now);
+        if !due.is_empty() {
+            self.deliver(due);
+        }
+    }
+
+    /// One attempt on one channel; `Err` is the short reason.
+    fn attempt(&self, channel: &str, entry: &Entry) -> Result<(), String> {
+        match channel {
+            EMAIL => {
+                let Some(mailer) = &self.email else {
+                    return Err("email is not configured".into());
+                };
+                let parts = MimeParts {
+                    event: &entry.event,
+                    subject: &entry.subject,
+                    body: &entry.body,
+                    time: entry.system_time(),
+                    message_id: &entry.message_id,
+                };
+                let mime = build_mime(&parts, &self.from, &self.to);
+                mailer
+                    .send(
+                        &self.from,
+                        &self.to,
+                        &mime,
+                        self.timeout,
+                        self.cancel.as_deref(),
+                    )
+                    .map_err(|e| e.to_string())
+            }
+            WEBHOOK => {
+                let Some(hook) = &self.webhook else {
+                    return Err("the webhook is not configured".into());
+                };
+                let json = webhook::payload(
+                    &entry.event,
+                    &entry.subject,
+                    &entry.body,
+                    &entry.host,
+                    &entry.time,
+                );
+                hook.post(&json, self.timeout).map_err(|e| e.to_string())
+            }
+            other => Err(format!("unknown channel {other}")),
+        }
+    }
+
+    /// Where a channel delivers, safe to show.
+    fn target(&self, channel: &str) -> String {
+        match channel {
+            EMAIL => self
+                .email
+                .as_ref()
+                .map(|m| format!("{} via {}", self.to.join(","), m.describe()))
+                .unwrap_or_default(),
+            WEBHOOK => self
+                .webhook
+                .as_ref()
+                .map(Webhook::describe)
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// One round for each of `ids` (oldest first) within the budget.
+    fn deliver(&mut self, ids: Vec<String>) {
+        let start = Instant::now();
+        let budget_end = start + self.timeout;
+        let mut attempted = false;
+        // Channels that failed in this call, and when the entry that failed
+        // on them is due again.
+        let mut down: HashMap<&'static str, Instant> = HashMap::new();
+        for id in ids {
+            let Some(mut entry) = self.entries.get(&id).cloned() else {
+                self.schedule.remove(&id);
+                continue;
+            };
+            let pending: Vec<&'static str> = self
+                .channels()
+                .into_iter()
+                .filter(|c| !entry.has_delivered(c))
+                .collect();
+            let to_try: Vec<&'static str> = pending
+                .iter()
+                .copied()
+                .filter(|c| !down.contains_key(c))
+                .collect();
+            if to_try.is_empty() && !pending.is_empty() {
+                let until = pending.iter().filter_map(|c| down.get(c)).min().copied();
+                if let Some(until) = until {
+                    self.schedule.defer(&id, until);
+                }
+                continue;
+            }
+            let mut failed = Vec::new();
+            let mut stop = false;
+            for channel in to_try {
+                if self.is_cancelled() {
+                    log::info!(subject = entry.subject.as_str(), channel = channel;
+                        "the monitor is stopping: the alert stays in the outbox for the next start");
+                    stop = true;
+                    break;
+                }
+                if attempted && Instant::now() + self.timeout > budget_end {
+                    // No room for another whole attempt: what is left waits
+                    // for the next loop turn (still due), after the checks.
+                    stop = true;
+                    break;
+                }
+                attempted = true;
+                let attempt = entry.count_attempt(channel);
+                let t = Instant::now();
+                let result = self.attempt(channel, &entry);
+                let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+                match result {
+                    Ok(()) => {
+                        log::info!(channel = channel, subject = entry.subject.as_str(),
+                            attempt = attempt, ms = ms, to = self.target(channel).as_str();
+                            "alert delivered");
+                        entry.mark_delivered(channel);
+                    }
+                    Err(reason) => failed.push((channel, attempt, reason, ms)),
+                }
+            }
+            let done = self.channels().iter().all(|c| entry.has_delivered(c));
+            if done {
+                self.finish(&id);
+                if stop {
+                    break;
+                }
+                continue;
+            }
+            if !failed.is_empty() {
+                let delay = self
+                    .schedule
+                    .record_failure(&id, Instant::now())
+                    .unwrap_or_default();
+                let until = self.schedule.due_at(&id).unwrap_or_else(Instant::now);
+                let next_retry = utc_iso8601_millis(SystemTime::now() + delay);
+                for (channel, attempt, reason, ms) in failed {
+                    log::warn!(channel = channel, subject = entry.subject.as_str(),
+                        attempt = attempt, error = reason.as_str(), ms = ms,
+                        retry_in_s = delay.as_secs(), next_retry = next_retry.as_str(),
+                        to = self.target(channel).as_str();
+                        "alert delivery failed");
+                    down.insert(channel, until);
+                }
+            }
+            self.save(&id, &entry);
+            if stop {
+                break;
+            }
+        }
+    }
+
+    /// Records an entry's progress, in memory and in its file.
+    fn save(&mut self, id: &str, entry: &Entry) {
+        if !id.starts_with("unsaved-") {
+            if let Err(e) = self.outbox.write(id, entry) {
+                log::warn!(id = id, error = e.to_string().as_str(); "cannot update the alert in the outbox");
+            }
+        }
+        self.entries.insert(id.to_string(), entry.clone());
+    }
+
+    /// Every channel has the entry: it leaves the outbox.
+    fn finish(&mut self, id: &str) {
+        self.schedule.remove(id);
+        self.entries.remove(id);
+        if let Err(e) = self.outbox.remove(id) {
+            log::error!(id = id, error = e.to_string().as_str();
+                "cannot remove a delivered alert from the outbox; a restart would send it again");
+        }
+    }
+
+    /// The local channel: `LOG_DIR/alerts/*.eml`. `from_outbox`: an entry
+    /// an earlier run left, removed from the outbox once written.
+    fn write_local(&mut self, entry: &Entry, from_outbox: Option<&str>) {
+        let parts = MimeParts {
+            event: &entry.event,
+            subject: &entry.subject,
+            body: &entry.body,
+            time: entry.system_time(),
+            message_id: &entry.message_id,
+        };
+        let mime = build_mime(&parts, &self.from, &self.to);
+        match write_eml(&self.log_dir, &mime, &entry.event, entry.system_time()) {
+            Ok(path) => {
+                let path = path.display().to_string();
+                if let Some(id) = from_outbox {
+                    log::info!(subject = entry.subject.as_str(), path = path.as_str();
+                        "no alert channel is configured any more: alert from the outbox written");
+                    let _ = self.outbox.remove(id);
+                } else {
+                    log::info!(subject = entry.subject.as_str(), path = path.as_str(); "alert written");
+                }
+            }
+            Err(e) => {
+                log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(); "cannot write the alert")
+            }
+        }
+    }
+}
+
+/// `server-monitor test-alert`: "Test Alert" through each configured channel
+/// directly (no outbox), one line per channel on stdout; 0 when every one
+/// took it, else 1 with the reasons on stderr. Without channels the `.eml`
+/// file is written and its path printed.
+pub fn test_alert(cfg: &Config) -> u8 {
+    let d = Dispatcher::new(cfg);
+    let time = SystemTime::now();
+    let ctx = Context {
+        service_name: &cfg.alert.service_name,
+        host: &cfg.hostname,
+        time,
+        health_url: &cfg.health.health_url,
+        error_tail: &[],
+    };
+    let msg = render_test(&ctx);
+    if !d.has_channels() {
+        let mime = to_mime(
+            &msg,
+            &cfg.alert.alert_from,
+            &cfg.alert.alert_email,
+            time,
+            &cfg.hostname,
+        );
+        return match write_eml(&cfg.log.log_dir, &mime, msg.event, time) {
+            Ok(path) => {
+                println!(
+                    "no alert channel is configured (SMTP_SERVER and ALERT_EMAIL, or ALERT_WEBHOOK_URL): the test alert was written to {}",
+                    path.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!(
+                    "server-monitor: cannot write the test alert under {}: {e}",
+                    cfg.log.log_dir.join("alerts").display()
+                );
+                1
+            }
+        };
+    }
+    let entry = Entry::new(
+        msg.event,
+        &msg.subject,
+        &msg.body,
+        &cfg.hostname,
+        time,
+        &message_id(time, &cfg.hostname),
+    );
+    let mut failures = Vec::new();
+    for channel in d.channels() {
+        let target = d.target(channel);
+        let t = Instant::now();
+        match d.attempt(channel, &entry) {
+            Ok(()) => println!("{channel}: ok ({target}, {} ms)", t.elapsed().as_millis()),
+            Err(reason) => {
+                println!("{channel}: FAILED: {reason} ({target})");
+                failures.push(format!("{channel}: {reason}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        0
+    } else {
+        eprintln!(
+            "server-monitor: the test alert was not delivered: {}",
+            failures.join("; ")
+        );
+        1
+    }
+}
