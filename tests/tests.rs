@@ -8,6 +8,7 @@ mod util;
 
 mod it {
     mod demo_server;
+    mod hostile;
     mod lifecycle;
     mod restart;
     mod service;
