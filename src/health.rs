@@ -13,8 +13,10 @@
 //!
 //! NOTE: minreq's timeout is whole seconds, and with a timeout set it runs the
 //! request on a short-lived helper thread (name resolution has no timeout of
-//! its own). The monitor's own code stays single-threaded; the process, for
-//! the length of a check, is not strictly.
+//! its own). [`check_unless`] runs the whole check on one more short-lived
+//! thread, so that the monitor can stop waiting for it (a stop signal) and a
+//! panic inside the HTTP client is a failed check. The monitor's own code
+//! stays single-threaded; the process, for the length of a check, is not.
 //!
 //! Not here: deciding what a failure means (that is `policy`), logging.
 
@@ -124,6 +126,54 @@ pub fn check(settings: &HealthSettings) -> Check {
         latency: started.elapsed(),
     }
 }
+
+/// [`check`] on a helper thread, so that the caller can stop waiting for
+/// it: `None` when `give_up()` turned true first (it is asked every
+/// [`GIVE_UP_POLL`] while the check runs). An abandoned check still ends at
+/// its own deadline, on its own.
+///
+/// NOTE: why a thread of our own. minreq blocks for up to HEALTH_TIMEOUT
+/// and cannot be interrupted, and SPEC 6 wants SIGTERM to end the loop
+/// within a second however long HEALTH_TIMEOUT is. The thread also keeps a
+/// panic inside the HTTP client (minreq 3.0.0's header-size accounting
+/// underflows on some hostile responses, which panics in debug builds) from
+/// taking the monitor down: it becomes a failed check.
+pub fn check_unless(settings: &HealthSettings, give_up: impl Fn() -> bool) -> Option<Check> {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    let owned = settings.clone();
+    let spawned = std::thread::Builder::new()
+        .name("health-check".into())
+        .spawn(move || {
+            let _ = tx.send(check(&owned));
+        });
+    if spawned.is_err() {
+        // No thread to be had: check here, uninterruptibly, as before.
+        return Some(check(settings));
+    }
+    loop {
+        if give_up() {
+            return None;
+        }
+        match rx.recv_timeout(GIVE_UP_POLL) {
+            Ok(c) => return Some(c),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Some(Check {
+                    outcome: CheckOutcome::Failed(Reason::Other(CLIENT_FAILED.into())),
+                    latency: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+/// How often [`check_unless`] asks whether to give up.
+pub const GIVE_UP_POLL: Duration = Duration::from_millis(50);
+
+/// The reason of a check whose HTTP client panicked on the response.
+const CLIENT_FAILED: &str = "malformed response (the HTTP client failed on it)";
 
 /// The GET itself: (status code, at most MAX_BODY + 1 bytes of body, Location).
 fn fetch(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>, Option<String>), Reason> {
@@ -376,6 +426,24 @@ mod tests {
             CheckOutcome::Failed(Reason::Other(NO_HTTP_ANSWER.into()))
         );
         assert!(!is_missing_status_line(503, "Service Unavailable"));
+    }
+
+    #[test]
+    fn check_unless_stops_waiting_when_told_to() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut s = settings();
+        s.health_url = format!("http://127.0.0.1:{port}/health");
+        s.health_timeout = Duration::from_secs(5);
+        // Accepted by the kernel, never answered: the check stalls.
+        let t = Instant::now();
+        let given_up = check_unless(&s, || t.elapsed() > Duration::from_millis(100));
+        assert_eq!(given_up, None);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        drop(listener);
+        // Told nothing, it waits for the check's own verdict.
+        let c = check_unless(&s, || false).unwrap();
+        assert_eq!(c.outcome, CheckOutcome::Failed(Reason::Refused));
     }
 
     #[test]

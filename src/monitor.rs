@@ -9,8 +9,10 @@
 //! time, so that a death or a signal ends the wait at once and an idle monitor
 //! costs nothing.
 //!
-//! Single-threaded: the only other threads are ctrlc's signal thread and the
-//! short-lived one minreq uses for a check with a timeout.
+//! Single-threaded: the only other threads are ctrlc's signal thread and,
+//! for the length of a check, the one that runs it (so that a stop signal
+//! need not wait for HEALTH_TIMEOUT; see `health::check_unless`) and the one
+//! minreq starts inside it.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -322,8 +324,9 @@ impl<'a> Monitor<'a> {
             }
             None => {}
         }
-        let probe = health::check(&self.cfg.health);
-        if probe.outcome.is_healthy() {
+        let shutdown = &self.signals.shutdown;
+        let probe = health::check_unless(&self.cfg.health, || shutdown.load(Ordering::SeqCst));
+        if probe.is_some_and(|p| p.outcome.is_healthy()) {
             log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers but was not started by this monitor: watching it, not starting another");
             self.foreign = true;
             return Begin::Watch;
@@ -358,7 +361,7 @@ impl<'a> Monitor<'a> {
     /// Carries out one action; returns the event that reports its result.
     fn act(&mut self, action: Action) -> Option<Event> {
         match action {
-            Action::Check => Some(Event::Checked(self.check())),
+            Action::Check => self.check().map(Event::Checked),
             Action::Start(kind) => Some(self.start(kind)),
             Action::Alert(a) => {
                 self.alert(&a);
@@ -372,9 +375,16 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    fn check(&mut self) -> CheckOutcome {
+    /// One check, logged and recorded; `None` when a stop signal came while
+    /// it ran (the loop then ends without waiting for its deadline).
+    fn check(&mut self) -> Option<CheckOutcome> {
         let verifying = self.policy.is_starting();
-        let c = health::check(&self.cfg.health);
+        let shutdown = &self.signals.shutdown;
+        let Some(c) = health::check_unless(&self.cfg.health, || shutdown.load(Ordering::SeqCst))
+        else {
+            log::debug!("health check abandoned: the monitor is stopping");
+            return None;
+        };
         let ms = (c.latency.as_secs_f64() * 10_000.0).round() / 10.0;
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
@@ -403,7 +413,7 @@ impl<'a> Monitor<'a> {
                 CheckOutcome::Healthy { .. } => None,
             },
         });
-        c.outcome
+        Some(c.outcome)
     }
 
     fn start(&mut self, kind: StartKind) -> Event {
@@ -729,7 +739,10 @@ impl<'a> Monitor<'a> {
 
 /// `server-monitor check`: one check, one line, Nagios exit codes.
 pub fn check_once(cfg: &Config) -> i32 {
-    let c = health::check(&cfg.health);
+    // On a thread, so that a panic of the HTTP client is a CRITICAL line;
+    // never None, as it never gives up.
+    let c =
+        health::check_unless(&cfg.health, || false).unwrap_or_else(|| health::check(&cfg.health));
     let ms = c.latency.as_secs_f64() * 1000.0;
     let url = &cfg.health.health_url;
     match c.outcome {

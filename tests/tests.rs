@@ -9,6 +9,7 @@ mod util;
 mod it {
     mod alerts;
     mod demo_server;
+    mod hostile;
     mod lifecycle;
     mod restart;
     mod service;

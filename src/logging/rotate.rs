@@ -26,7 +26,9 @@
 //! monitor's), and it assumes no other process appends to the same file
 //! (sizes are counted, not re-read). Errors are returned, never printed; after
 //! a failure the file is closed, so the next call reopens and tries again.
-//! NOTE: a failed `write_all` may have written part of the lines.
+//! A write that fails part of the way (a full disk) is cut back to the size
+//! before it, so that no partial line stays behind for the next line to be
+//! glued to. NOTE: should that truncation fail too, a partial line remains.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -118,7 +120,13 @@ impl RotatingFile {
                 // goes whole into this fresh file, alone.
                 take = first_line_len(rest);
             }
-            open.file.write_all(&rest[..take])?;
+            if let Err(e) = open.file.write_all(&rest[..take]) {
+                // A full disk fails a write part of the way through a line;
+                // cut the file back so that no half line is left for the
+                // next one to be glued to.
+                let _ = open.file.set_len(open.size);
+                return Err(e);
+            }
             open.size += take as u64;
             rest = &rest[take..];
         }
