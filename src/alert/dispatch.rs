@@ -46,6 +46,11 @@ use crate::logging::utc_iso8601_millis;
 /// The channel names, as the outbox files and the log show them.
 pub const EMAIL: &str = "email";
 pub const WEBHOOK: &str = "webhook";
+/// The local channel, used when neither email nor webhook is configured:
+/// `LOG_DIR/alerts/*.eml`. It needs no outbox file (the `.eml` is the
+/// durable copy), but a write that fails (a full disk) is retried like any
+/// delivery.
+pub const LOCAL: &str = "eml";
 
 /// Alert delivery: the outbox, its schedule, the channels.
 #[derive(Debug)]
@@ -100,11 +105,14 @@ impl Dispatcher {
         for id in d.outbox.list() {
             let file = d.outbox.file(&id).display().to_string();
             match d.outbox.read(&id) {
-                Ok(entry) if d.has_channels() => {
+                Ok(entry) => {
+                    if !d.has_channels() {
+                        log::info!(subject = entry.subject.as_str();
+                            "no alert channel is configured any more: the alert from the outbox goes to LOG_DIR/alerts");
+                    }
                     d.entries.insert(id.clone(), entry);
                     d.schedule.add(&id, now);
                 }
-                Ok(entry) => d.write_local(&entry, Some(&id)),
                 Err(e) => {
                     log::error!(file = file.as_str(), error = e.to_string().as_str();
                         "cannot read an alert in the outbox; leaving it there")
@@ -136,8 +144,11 @@ impl Dispatcher {
         self.email.is_some() || self.webhook.is_some()
     }
 
-    /// The configured channels' names.
+    /// The configured channels' names; [`LOCAL`] alone when there are none.
     pub fn channels(&self) -> Vec<&'static str> {
+        if !self.has_channels() {
+            return vec![LOCAL];
+        }
         let mut c = Vec::new();
         if self.email.is_some() {
             c.push(EMAIL);
@@ -169,19 +180,20 @@ impl Dispatcher {
             time,
             &message_id(time, &self.host),
         );
-        if !self.has_channels() {
-            self.write_local(&entry, None);
-            return;
-        }
-        let id = match self.outbox.create(&entry) {
-            Ok(id) => id,
-            Err(e) => {
-                // Still try: an alert that cannot be kept may yet be delivered.
-                log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(),
+        let id = if !self.has_channels() {
+            self.unsaved += 1;
+            format!("unsaved-{}", self.unsaved)
+        } else {
+            match self.outbox.create(&entry) {
+                Ok(id) => id,
+                Err(e) => {
+                    // Still try: an alert that cannot be kept may yet be delivered.
+                    log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(),
                     dir = self.outbox.path().display().to_string().as_str();
                     "cannot write the alert to the outbox; trying to deliver it anyway");
-                self.unsaved += 1;
-                format!("unsaved-{}", self.unsaved)
+                    self.unsaved += 1;
+                    format!("unsaved-{}", self.unsaved)
+                }
             }
         };
         log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
@@ -236,6 +248,7 @@ impl Dispatcher {
                 );
                 hook.post(&json, self.timeout).map_err(|e| e.to_string())
             }
+            LOCAL => self.write_local(entry),
             other => Err(format!("unknown channel {other}")),
         }
     }
@@ -253,6 +266,7 @@ impl Dispatcher {
                 .as_ref()
                 .map(Webhook::describe)
                 .unwrap_or_default(),
+            LOCAL => self.log_dir.join("alerts").display().to_string(),
             _ => String::new(),
         }
     }
@@ -308,6 +322,7 @@ impl Dispatcher {
                 let result = self.attempt(channel, &entry);
                 let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
                 match result {
+                    Ok(()) if channel == LOCAL => entry.mark_delivered(channel),
                     Ok(()) => {
                         log::info!(channel = channel, subject = entry.subject.as_str(),
                             attempt = attempt, ms = ms, to = self.target(channel).as_str();
@@ -368,9 +383,8 @@ impl Dispatcher {
         }
     }
 
-    /// The local channel: `LOG_DIR/alerts/*.eml`. `from_outbox`: an entry
-    /// an earlier run left, removed from the outbox once written.
-    fn write_local(&mut self, entry: &Entry, from_outbox: Option<&str>) {
+    /// The local channel: writes `LOG_DIR/alerts/*.eml`.
+    fn write_local(&self, entry: &Entry) -> Result<(), String> {
         let parts = MimeParts {
             event: &entry.event,
             subject: &entry.subject,
@@ -379,21 +393,11 @@ impl Dispatcher {
             message_id: &entry.message_id,
         };
         let mime = build_mime(&parts, &self.from, &self.to);
-        match write_eml(&self.log_dir, &mime, &entry.event, entry.system_time()) {
-            Ok(path) => {
-                let path = path.display().to_string();
-                if let Some(id) = from_outbox {
-                    log::info!(subject = entry.subject.as_str(), path = path.as_str();
-                        "no alert channel is configured any more: alert from the outbox written");
-                    let _ = self.outbox.remove(id);
-                } else {
-                    log::info!(subject = entry.subject.as_str(), path = path.as_str(); "alert written");
-                }
-            }
-            Err(e) => {
-                log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(); "cannot write the alert")
-            }
-        }
+        let path = write_eml(&self.log_dir, &mime, &entry.event, entry.system_time())
+            .map_err(|e| e.to_string())?;
+        log::info!(subject = entry.subject.as_str(), path = path.display().to_string().as_str();
+            "alert written");
+        Ok(())
     }
 }
 

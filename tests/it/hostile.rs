@@ -1159,6 +1159,17 @@ fn full_disk_keeps_checking_and_restarting_reports_at_a_bounded_rate_and_recover
             "{line}"
         );
     }
+    // The Restarted alert that could not be written on the full disk is not
+    // lost: it is retried, and written once there is room.
+    m.wait_for(
+        LONG,
+        "the restart alert, written once there is room",
+        || {
+            eml_files(&log_dir)
+                .iter()
+                .any(|p| p.to_string_lossy().ends_with("-restarted.eml"))
+        },
+    );
     sigterm(&mut m);
 }
 
