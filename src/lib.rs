@@ -11,6 +11,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod lock;
 pub mod logging;
 pub mod monitor;
 pub mod notify;

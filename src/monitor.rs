@@ -17,9 +17,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::alert;
 use crate::config::Config;
 use crate::health::{self, CheckOutcome};
+use crate::lock::{lock_holder, Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
 use crate::policy::{Action, Begin, Event, Note, Policy, StartKind};
@@ -37,8 +37,6 @@ use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
 use crate::sys;
-
-pub const LOCK_FILE: &str = "server_monitor.lock";
 
 /// How often the state file is rewritten when only the last check changed.
 const STATE_REFRESH: Duration = Duration::from_secs(5);
@@ -90,57 +88,21 @@ pub fn create_dir_0750(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Holds `server_monitor.lock` (an exclusive flock) for the monitor's life;
-/// the file holds the monitor's pid, for `server-monitor restart`.
-pub struct Lock {
-    _file: fs::File,
-}
-
-impl Lock {
-    pub fn acquire(dir: &Path) -> Result<Lock, RunError> {
-        let path = dir.join(LOCK_FILE);
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(RunError::AlreadyRunning {
-                    dir: dir.to_path_buf(),
-                    pid: lock_holder(dir),
-                })
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
-        }
-        file.set_len(0).map_err(io_err("write", &path))?;
-        file.rewind().map_err(io_err("write", &path))?;
-        writeln!(file, "{}", std::process::id()).map_err(io_err("write", &path))?;
-        Ok(Lock { _file: file })
-    }
-}
-
-/// The pid written in the lock file, if a monitor holds the lock.
-pub fn lock_holder(dir: &Path) -> Option<u32> {
-    let path = dir.join(LOCK_FILE);
-    let mut file = fs::File::open(&path).ok()?;
-    if file.try_lock_shared().is_ok() {
-        return None; // nobody holds it
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
-}
-
 /// Runs the monitor until SIGINT or SIGTERM.
 pub fn run(cfg: &Config) -> Result<(), RunError> {
     let dir = &cfg.log.log_dir;
     create_dir_0750(dir).map_err(io_err("create the log directory", dir))?;
-    let _lock = Lock::acquire(dir)?;
+    let lock = Lock::acquire(dir).map_err(|e| match e {
+        LockError::Held { pid } => RunError::AlreadyRunning {
+            dir: dir.clone(),
+            pid,
+        },
+        LockError::Io { what, path, err } => RunError::Io {
+            what: what.to_string(),
+            path,
+            err,
+        },
+    })?;
     crate::logging::init_monitor(&crate::logging::Settings {
         dir: dir.clone(),
         level: cfg.log.log_level,
@@ -155,7 +117,7 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
-    Monitor::new(cfg, signals).run()
+    Monitor::new(cfg, signals, lock).run()
 }
 
 /// An env file that holds SMTP_PASSWORD should be readable by its owner (and
@@ -222,6 +184,7 @@ impl Signals {
 
 struct Monitor<'a> {
     cfg: &'a Config,
+    lock: Lock,
     signals: Signals,
     policy: Policy,
     server: Option<Server>,
@@ -238,7 +201,7 @@ struct Monitor<'a> {
 }
 
 impl<'a> Monitor<'a> {
-    fn new(cfg: &'a Config, signals: Signals) -> Monitor<'a> {
+    fn new(cfg: &'a Config, signals: Signals, lock: Lock) -> Monitor<'a> {
         let now = Instant::now();
         let started = utc_iso8601_millis(SystemTime::now());
         let state = State {
@@ -254,6 +217,7 @@ impl<'a> Monitor<'a> {
         alerts.cancel_on(signals.shutdown.clone());
         Monitor {
             cfg,
+            lock,
             signals,
             policy: Policy::new(cfg.policy.clone(), cfg.server.server_command.is_some(), now),
             server: None,
@@ -555,6 +519,27 @@ impl<'a> Monitor<'a> {
         self.alerts.submit(&msg, now, Instant::now());
     }
 
+    /// Puts back the lock file and `server.pid` when they went missing (a
+    /// removed `LOG_DIR`, say): `restart`, `status` and the next monitor's
+    /// adoption depend on them.
+    fn restore_files(&mut self) {
+        match self.lock.refresh() {
+            Ok(false) => return,
+            Ok(true) => log::warn!("server_monitor.lock was removed; created again"),
+            Err(e) => {
+                log::warn!(error = e.to_string().as_str(); "cannot put server_monitor.lock back");
+                return;
+            }
+        }
+        if let Some(record) = self.server.as_ref().and_then(Server::record) {
+            if PidFile::read(&self.cfg.log.log_dir).is_none() {
+                if let Err(e) = record.write(&self.cfg.log.log_dir) {
+                    log::warn!(error = e.to_string().as_str(); "cannot write server.pid");
+                }
+            }
+        }
+    }
+
     /// SIGUSR1: collects who asked (request files left by `server-monitor
     /// restart`) and records the request for the outcome to be reported.
     fn planned_restart_requested(&mut self) -> Event {
@@ -637,6 +622,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn housekeeping(&mut self) {
+        self.restore_files();
         let now = Instant::now();
         if now < self.next_sweep {
             return;

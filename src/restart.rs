@@ -84,7 +84,7 @@ fn requester() -> String {
 /// `server-monitor restart`.
 pub fn run(cfg: &Config) -> u8 {
     let dir = &cfg.log.log_dir;
-    let Some(pid) = crate::monitor::lock_holder(dir) else {
+    let Some(pid) = crate::lock::lock_holder(dir) else {
         eprintln!(
             "server-monitor: no monitor is running with LOG_DIR {}",
             dir.display()
@@ -138,7 +138,7 @@ pub fn run(cfg: &Config) -> u8 {
                 }
             }
         }
-        if crate::monitor::lock_holder(dir) != Some(pid) {
+        if crate::lock::lock_holder(dir) != Some(pid) {
             eprintln!("server-monitor: the monitor (pid {pid}) stopped before answering");
             return 1;
         }

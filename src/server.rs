@@ -364,6 +364,17 @@ impl Server {
         }
     }
 
+    /// What `server.pid` records for this server, read again from /proc;
+    /// `None` once it is gone.
+    pub fn record(&self) -> Option<PidFile> {
+        let stat = ProcStat::read(self.pid).filter(|s| s.start_time == self.start_time)?;
+        Some(PidFile {
+            pid: self.pid,
+            start_time: stat.start_time,
+            command: proc_cmdline(self.pid)?,
+        })
+    }
+
     /// Readable once the server process has ended.
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
@@ -462,7 +473,9 @@ fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> 
         .arg(launch.log_backups.to_string())
         .stdin(reader)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // Its rare reports (a full disk, at most once a minute) go where the
+        // monitor's own go: the journal, nohup.out, the terminal.
+        .stderr(Stdio::inherit())
         // Its own group: a ^C in the terminal or a stop of the server's group
         // must not end it before it has written the last lines.
         .process_group(0)

@@ -1245,7 +1245,6 @@ fn log_dir_removed_while_running_is_created_again() {
 }
 
 #[test]
-#[ignore = "bug: server_monitor.lock goes with a removed LOG_DIR, and a second monitor then starts and adopts the first one's server"]
 fn second_monitor_is_refused_after_log_dir_removed() {
     let dir = TestDir::new("hostile-log-dir-gone-lock");
     let port = free_port();

@@ -165,8 +165,8 @@ fn restart_subcommand_restarts_verified_without_alert_or_attempt() {
     // A long cooldown: a planned restart ignores it.
     let env = settings(port, &[("RESTART_COOLDOWN", "600".into())]);
     let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
-    m.wait_for(LONG, "a healthy server", || {
-        healthy(port) && m.server_pid().is_some()
+    m.wait_for(LONG, "a verified server", || {
+        state(m.log_dir())["phase"] == "running" && healthy(port)
     });
     let old = m.server_pid().unwrap();
 
@@ -233,8 +233,8 @@ fn failed_planned_restart_exits_1_and_alerts() {
         &env,
         &demo_server_args(port, &["--fault-file", fault.to_str().unwrap()]),
     );
-    m.wait_for(LONG, "a healthy server", || {
-        healthy(port) && m.server_pid().is_some()
+    m.wait_for(LONG, "a verified server", || {
+        state(m.log_dir())["phase"] == "running" && healthy(port)
     });
     fs::write(&fault, "fail").unwrap();
     let out = run(&dir, &env, &["restart"], LONG);
