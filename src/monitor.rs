@@ -638,6 +638,11 @@ impl<'a> Monitor<'a> {
                 log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
             }
         }
+        // Code that ran only at start, or once this hour (a restart, an
+        // email over TLS), need not stay in the resident set: the loop's own
+        // pages come straight back from the page cache.
+        let dropped = sys::drop_executable_pages();
+        log::debug!(bytes = dropped; "dropped clean executable pages from the resident set");
     }
 
     fn save_state(&mut self) {
