@@ -228,8 +228,8 @@ pub fn raise_default(sig: libc::c_int) {
 /// mappings of its own executable (code and constants), so that pages used
 /// only at start-up stop counting in its resident set; pages still in use
 /// fault back in from the page cache on their next touch. A mapping with any
-/// private dirty page (RELRO, written by the loader) is left alone: dropping
-/// it would lose those writes. Returns the bytes advised.
+/// anonymous (copied-on-write) page, such as RELRO written by the loader, is
+/// left alone: dropping it would lose those writes. Returns the bytes advised.
 pub fn drop_executable_pages() -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
@@ -238,7 +238,7 @@ pub fn drop_executable_pages() -> usize {
         return 0;
     };
     let exe = exe.to_string_lossy().into_owned();
-    // (start, end, eligible) of the mapping being read, and its dirty size.
+    // The mapping being read, while it may still be dropped.
     let mut current: Option<(usize, usize)> = None;
     let mut candidates = Vec::new();
     for line in smaps.lines() {
@@ -257,7 +257,8 @@ pub fn drop_executable_pages() -> usize {
         } else if let Some((start, end)) = current {
             let kb = f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             match first {
-                "Private_Dirty:" | "Anonymous:" if kb > 0 => current = None,
+                // Copied on write (RELRO, written by the loader): not ours to drop.
+                "Anonymous:" if kb > 0 => current = None,
                 "VmFlags:" => {
                     candidates.push((start, end));
                     current = None;
@@ -269,7 +270,7 @@ pub fn drop_executable_pages() -> usize {
     let mut advised = 0;
     for (start, end) in candidates {
         // SAFETY: the range is a whole mapping of this process: read-only,
-        // file-backed and without a private dirty page, so MADV_DONTNEED only
+        // file-backed and without a copied-on-write page, so MADV_DONTNEED only
         // drops page-table entries; the next access reads the same bytes
         // back from the page cache.
         if unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) }
@@ -288,7 +289,7 @@ mod tests {
     #[test]
     fn dropping_executable_pages_keeps_the_process_working() {
         let advised = drop_executable_pages();
-        assert!(advised > 0, "the test binary's code is a clean mapping");
+        assert!(advised > 0, "the test binary code is a clean mapping");
         // Code and constants come back from the page cache on use.
         let text = format!("{:?}", (1..5).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(text, "[2, 4, 6, 8]");
