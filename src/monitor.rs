@@ -12,7 +12,9 @@
 //! Single-threaded: the only other threads are ctrlc's signal thread and,
 //! for the length of a check, the one that runs it (so that a stop signal
 //! need not wait for HEALTH_TIMEOUT; see `health::check_unless`) and the one
-//! minreq starts inside it.
+//! minreq starts inside it; and, for the length of one email delivery, a
+//! current-thread tokio runtime (plus tokio's thread for resolving a host
+//! name). An idle monitor has two threads: this one and ctrlc's.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -165,6 +165,9 @@ pub fn flush() {
 /// [`init_service`]; build one yourself to combine it with another logger.
 pub struct JsonLogger {
     level: LevelFilter,
+    /// The monitor's layout: other crates' records (rustls, mail-send, …)
+    /// only from WARNING up, whatever LOG_LEVEL says.
+    own_crate: Option<&'static str>,
     // One lock for all files: records arrive one at a time in our programs,
     // and one lock keeps a record's lines in the same order in every file.
     sinks: Mutex<Vec<Sink>>,
@@ -206,7 +209,9 @@ fn is_routed(target: &str, name: &str) -> bool {
 impl JsonLogger {
     /// The monitor's layout; the file is created (opened) now.
     pub fn monitor(settings: &Settings) -> Result<JsonLogger, LogError> {
-        JsonLogger::build(settings, vec![(Route::All, MONITOR_LOG.to_owned())])
+        let mut logger = JsonLogger::build(settings, vec![(Route::All, MONITOR_LOG.to_owned())])?;
+        logger.own_crate = Some(env!("CARGO_CRATE_NAME"));
+        Ok(logger)
     }
 
     /// The services' layout; every file is created (opened) now.
@@ -236,6 +241,7 @@ impl JsonLogger {
         }
         Ok(JsonLogger {
             level: settings.level,
+            own_crate: None,
             sinks: Mutex::new(sinks),
             console: settings.console.then(|| Console::new(io::stderr())),
         })
@@ -253,7 +259,10 @@ impl JsonLogger {
 
 impl Log for JsonLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        let foreign = self
+            .own_crate
+            .is_some_and(|own| !is_routed(metadata.target(), own));
+        metadata.level() <= self.level && (!foreign || metadata.level() <= Level::Warn)
     }
 
     fn log(&self, record: &Record) {
@@ -376,6 +385,19 @@ mod tests {
         let own = &lines(&logs.join("errors.log"))[1];
         assert_eq!(own["logger"], "server_monitor");
         assert_eq!(own["module"], "tests");
+    }
+
+    #[test]
+    fn monitor_layout_keeps_other_crates_below_warning_out() {
+        let dir = TempDir::new("monitor-foreign");
+        let logger = JsonLogger::monitor(&settings(&dir.0)).unwrap();
+        log::debug!(logger: logger, target: "rustls::client", "handshake detail");
+        log::warn!(logger: logger, target: "rustls::client", "a real problem");
+        log::debug!(logger: logger, "our own debug line");
+        assert_eq!(
+            messages(&dir.join(MONITOR_LOG)),
+            ["a real problem", "our own debug line"]
+        );
     }
 
     #[test]
