@@ -266,8 +266,10 @@ fn env_file_with_password_readable_by_others_is_warned_about() {
         .chain(demo_server_args(port, &[]))
         .collect();
     let m = Monitor::start_args(&dir, &env, &args);
-    m.wait_for(LONG, "the warning", || {
+    // Until the server is recorded in server.pid, the guard could not stop it.
+    m.wait_for(LONG, "the warning and a verified server", || {
         read_lossy(&m.log_dir().join("server_monitor.log")).contains("other users can read it")
+            && state(m.log_dir())["phase"] == "running"
     });
     let log = read_lossy(&m.log_dir().join("server_monitor.log"));
     assert!(
