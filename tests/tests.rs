@@ -9,6 +9,7 @@ mod util;
 mod it {
     mod demo_server;
     mod lifecycle;
+    mod properties;
     mod restart;
     mod service;
 }
