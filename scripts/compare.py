@@ -292,6 +292,10 @@ check process demo with pidfile {pidfile}
         os.chmod(rc, 0o600)
         self.launch([find_tool("monit"), "-I", "-c", rc])
 
+    def stop(self):
+        self.server_pid()  # monit leaves it running: remembered, to be stopped
+        super().stop()
+
     def server_pid(self):
         try:
             with open(os.path.join(self.dir, "demo.pid")) as f:
