@@ -11,13 +11,16 @@ DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: demo test release bench install clean help
+.PHONY: demo test release bench compare soak fuzz install clean help
 
 help:
 	@echo "make demo     run the monitor on the bundled demo server (foreground, Ctrl-C stops)"
 	@echo "make test     formatting, clippy and every test"
 	@echo "make release  the static release binary ($(RELEASE_BIN))"
 	@echo "make bench    measure reaction times, memory and CPU (scripts/bench.sh)"
+	@echo "make compare  the same figures beside monit and supervisord + httpok (bench.sh --compare)"
+	@echo "make soak     long runs: 100,000 checks, 1,000 restarts; leaks, zombies (scripts/soak.sh)"
+	@echo "make fuzz     fuzz the parsers, FUZZ_SECONDS each (scripts/fuzz.sh; needs cargo-fuzz)"
 	@echo "make install  the release binary, systemd units and an example env file (PREFIX, DESTDIR)"
 
 # The monitor in the foreground, watching the demo server on 127.0.0.1:$(DEMO_PORT).
@@ -57,6 +60,18 @@ release:
 
 bench:
 	scripts/bench.sh
+
+# A peer that is not installed is skipped: `scripts/bench.sh --compare --install`
+# installs monit (apt-get) and supervisor + superlance (pip, in a venv).
+compare:
+	scripts/bench.sh --compare
+
+soak:
+	scripts/soak.sh
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 install: release
 	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh

@@ -13,6 +13,9 @@ Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
   CPU between checks (utime + stime) while idle with a long interval
   size               of the static release binary
 Times are medians (with min and max) of --runs runs (at least 5).
+
+With --compare: the same demo server under server-monitor, monit and
+supervisord + httpok, side by side (see scripts/compare.py).
 """
 
 import argparse
@@ -85,7 +88,7 @@ def vm(pid, key):
 class Run:
     """One monitor supervising one demo server, in a fresh directory."""
 
-    def __init__(self, args, interval="1", extra_env=None, server_delay="0.06"):
+    def __init__(self, args, interval="1", extra_env=None, server_delay="0.06", server_args=()):
         self.dir = tempfile.mkdtemp(prefix="sm-bench-")
         self.port = free_port()
         self.logs = os.path.join(self.dir, "logs")
@@ -103,7 +106,7 @@ class Run:
         }
         env.update(extra_env or {})
         cmd = [args.monitor, "--", args.demo, "--port", str(self.port),
-               "--startup-delay", server_delay]
+               "--startup-delay", server_delay, *server_args]
         self.out = open(os.path.join(self.dir, "monitor.out"), "wb")
         self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=self.out, stderr=subprocess.STDOUT,
@@ -114,7 +117,7 @@ class Run:
         with open(os.path.join(self.logs, "server.pid")) as f:
             return int(f.readline())
 
-    def stop(self):
+    def stop(self, remove=True):
         server = None
         try:
             server = self.server_pid()
@@ -132,7 +135,8 @@ class Run:
             except OSError:
                 pass
         self.out.close()
-        subprocess.run(["rm", "-rf", self.dir], check=False)
+        if remove:
+            subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
 def crash_to_healthy(args):
@@ -234,12 +238,28 @@ def main():
     p.add_argument("--cpu-seconds", type=float, default=20)
     p.add_argument("--idle-seconds", type=float, default=10)
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument("--compare", action="store_true",
+                   help="side by side with monit and supervisord + httpok (scripts/compare.py)")
+    p.add_argument("--install", action="store_true",
+                   help="with --compare: install monit (apt-get) and supervisor + superlance (pip)")
+    p.add_argument("--peers", default="ours,monit,supervisor",
+                   help="with --compare: which to measure (ours, monit, supervisor)")
+    p.add_argument("--window", type=float, default=180,
+                   help="with --compare: seconds of checks for CPU and memory")
     args = p.parse_args()
     if args.runs < 5:
         p.error("--runs must be at least 5 (medians of at least 5 runs)")
     for b in (args.monitor, args.demo):
         if not os.access(b, os.X_OK):
             p.error(f"{b} is missing: run `make release` (or scripts/bench.sh) first")
+
+    if args.compare:
+        sys.dont_write_bytecode = True  # no __pycache__ in scripts/
+        import compare  # scripts/compare.py, beside this file
+        results = compare.run(args)
+        if args.json:
+            print(json.dumps(results))
+        return
 
     print(f"server-monitor bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, {os.uname().release}")

@@ -2,6 +2,7 @@
 # Measures the static release binary from outside (see scripts/bench.py for
 # what and how). Builds the release binaries first unless NO_BUILD=1.
 # Usage: scripts/bench.sh [--runs N] [--minute SECS] [--json]
+#        scripts/bench.sh --compare [--install] [--peers ours,monit,supervisor] [--window SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${NO_BUILD:-0}" != 1 ]; then

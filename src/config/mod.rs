@@ -596,6 +596,9 @@ impl Config {
             .unwrap_or(0);
         let mut out = String::new();
         for (line, source) in lines {
+            // An env file's path may hold a line break: escaped, so that the
+            // comment stays on its line and the output a valid env file.
+            let source = source.to_string().replace('\n', "\\n").replace('\r', "\\r");
             out.push_str(&format!("{line:width$}  # {source}\n"));
         }
         out

@@ -711,6 +711,29 @@ fn render_output_is_a_valid_env_file_that_resolves_the_same() {
 }
 
 #[test]
+fn render_keeps_a_line_break_in_the_env_file_path_in_its_comment() {
+    // Found by the env_file fuzzer (scripts/fuzz): the path went into the
+    // `# env file PATH` comment as it was, and its second line became a
+    // statement of its own.
+    let path = Path::new("/tmp/a\nSERVICE_NAME=injected\r\n.env");
+    let c = resolve(
+        &[],
+        &HashMap::new(),
+        Some((path, "LOG_BACKUPS=2\n")),
+        None,
+        "box1",
+        Path::new(CWD),
+    )
+    .unwrap();
+    let text = c.render();
+    assert_eq!(text.lines().count(), SETTINGS.len(), "{text}");
+    assert!(text.contains(r"# env file /tmp/a\nSERVICE_NAME=injected\r\n.env"));
+    let again = Input::default().file(&text).ok();
+    assert_eq!(again.alert, c.alert);
+    assert_eq!(again.log, c.log);
+}
+
+#[test]
 fn mask_url_password_table() {
     let table = [
         ("http://host/x", "http://host/x"),
