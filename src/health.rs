@@ -13,10 +13,10 @@
 //!
 //! NOTE: minreq's timeout is whole seconds, and with a timeout set it runs the
 //! request on a short-lived helper thread (name resolution has no timeout of
-//! its own). [`check_unless`] runs the whole check on one more short-lived
-//! thread, so that the monitor can stop waiting for it (a stop signal) and a
-//! panic inside the HTTP client is a failed check. The monitor's own code
-//! stays single-threaded; the process, for the length of a check, is not.
+//! its own). [`Checker`] runs checks on one long-lived helper thread, so that
+//! the monitor can stop waiting for one (a stop signal) and a panic inside
+//! the HTTP client is a failed check. The monitor's own code stays
+//! single-threaded; the process is not strictly.
 //!
 //! Not here: deciding what a failure means (that is `policy`), logging.
 
@@ -127,49 +127,106 @@ pub fn check(settings: &HealthSettings) -> Check {
     }
 }
 
-/// [`check`] on a helper thread, so that the caller can stop waiting for
-/// it: `None` when `give_up()` turned true first (it is asked every
-/// [`GIVE_UP_POLL`] while the check runs). An abandoned check still ends at
-/// its own deadline, on its own.
+/// Runs checks on one long-lived helper thread, so that the caller can stop
+/// waiting for one (a stop signal) without waiting out HEALTH_TIMEOUT.
 ///
-/// NOTE: why a thread of our own. minreq blocks for up to HEALTH_TIMEOUT
-/// and cannot be interrupted, and SPEC 6 wants SIGTERM to end the loop
-/// within a second however long HEALTH_TIMEOUT is. The thread also keeps a
-/// panic inside the HTTP client (minreq 3.0.0's header-size accounting
-/// underflows on some hostile responses, which panics in debug builds) from
-/// taking the monitor down: it becomes a failed check.
-pub fn check_unless(settings: &HealthSettings, give_up: impl Fn() -> bool) -> Option<Check> {
-    use std::sync::mpsc::{self, RecvTimeoutError};
-    let started = Instant::now();
-    let (tx, rx) = mpsc::channel();
-    let owned = settings.clone();
-    let spawned = std::thread::Builder::new()
-        .name("health-check".into())
-        .spawn(move || {
-            let _ = tx.send(check(&owned));
-        });
-    if spawned.is_err() {
-        // No thread to be had: check here, uninterruptibly, as before.
-        return Some(check(settings));
-    }
-    loop {
-        if give_up() {
-            return None;
+/// NOTE: why a thread of our own. minreq blocks for up to HEALTH_TIMEOUT and
+/// cannot be interrupted, and SPEC 6 wants SIGTERM to end the loop within a
+/// second however long HEALTH_TIMEOUT is. One thread for the monitor's life,
+/// not one per check: a thread start costs more than the check itself. It
+/// also keeps a panic inside the HTTP client (minreq 3.0.0's header-size
+/// accounting underflows on some hostile responses, which panics in debug
+/// builds) from taking the monitor down: it becomes a failed check, and the
+/// next check starts a new helper.
+pub struct Checker {
+    settings: HealthSettings,
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    jobs: std::sync::mpsc::Sender<()>,
+    results: std::sync::mpsc::Receiver<Check>,
+    /// A check was asked for and its result not taken yet.
+    pending: bool,
+}
+
+impl Checker {
+    pub fn new(settings: &HealthSettings) -> Checker {
+        Checker {
+            settings: settings.clone(),
+            worker: None,
         }
-        match rx.recv_timeout(GIVE_UP_POLL) {
-            Ok(c) => return Some(c),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Some(Check {
-                    outcome: CheckOutcome::Failed(Reason::Other(CLIENT_FAILED.into())),
-                    latency: started.elapsed(),
-                })
+    }
+
+    fn spawn(&self) -> Option<Worker> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<()>();
+        let (result_tx, results) = std::sync::mpsc::channel();
+        let settings = self.settings.clone();
+        std::thread::Builder::new()
+            .name("health-check".into())
+            .spawn(move || {
+                while job_rx.recv().is_ok() {
+                    if result_tx.send(check(&settings)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Worker {
+            jobs,
+            results,
+            pending: false,
+        })
+    }
+
+    /// One check; `None` when `give_up()` turned true first (it is asked
+    /// every [`GIVE_UP_POLL`] while the check runs). An abandoned check still
+    /// ends at its own deadline; the next call waits for it first.
+    pub fn check(&mut self, give_up: impl Fn() -> bool) -> Option<Check> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let started = Instant::now();
+        if self.worker.is_none() {
+            self.worker = self.spawn();
+        }
+        let Some(worker) = self.worker.as_mut() else {
+            // No thread to be had: check here, uninterruptibly.
+            return Some(check(&self.settings));
+        };
+        // `true` once this call's own check was asked for.
+        let mut asked = false;
+        loop {
+            if !worker.pending {
+                if asked || worker.jobs.send(()).is_err() {
+                    break;
+                }
+                worker.pending = true;
+                asked = true;
+            }
+            if give_up() {
+                return None;
+            }
+            match worker.results.recv_timeout(GIVE_UP_POLL) {
+                Ok(c) => {
+                    worker.pending = false;
+                    if asked {
+                        return Some(c);
+                    } // else: the result of an abandoned check; ask again
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        // The helper died (a panic in the HTTP client): a failed check, and
+        // a new helper next time.
+        self.worker = None;
+        Some(Check {
+            outcome: CheckOutcome::Failed(Reason::Other(CLIENT_FAILED.into())),
+            latency: started.elapsed(),
+        })
     }
 }
 
-/// How often [`check_unless`] asks whether to give up.
+/// How often [`Checker::check`] asks whether to give up.
 pub const GIVE_UP_POLL: Duration = Duration::from_millis(50);
 
 /// The reason of a check whose HTTP client panicked on the response.
@@ -429,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn check_unless_stops_waiting_when_told_to() {
+    fn checker_stops_waiting_when_told_to() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut s = settings();
@@ -437,13 +494,16 @@ mod tests {
         s.health_timeout = Duration::from_secs(5);
         // Accepted by the kernel, never answered: the check stalls.
         let t = Instant::now();
-        let given_up = check_unless(&s, || t.elapsed() > Duration::from_millis(100));
+        let mut checker = Checker::new(&s);
+        let given_up = checker.check(|| t.elapsed() > Duration::from_millis(100));
         assert_eq!(given_up, None);
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         drop(listener);
-        // Told nothing, it waits for the check's own verdict.
-        let c = check_unless(&s, || false).unwrap();
+        // Told nothing, it waits for the abandoned check, then runs its own.
+        let c = checker.check(|| false).unwrap();
         assert_eq!(c.outcome, CheckOutcome::Failed(Reason::Refused));
+        let again = checker.check(|| false).unwrap();
+        assert_eq!(again.outcome, CheckOutcome::Failed(Reason::Refused));
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! time, so that a death or a signal ends the wait at once and an idle monitor
 //! costs nothing.
 //!
-//! Single-threaded: the only other threads are ctrlc's signal thread and,
-//! for the length of a check, the one that runs it (so that a stop signal
-//! need not wait for HEALTH_TIMEOUT; see `health::check_unless`) and the one
+//! Single-threaded: the only other threads are ctrlc's signal thread, the
+//! long-lived one that runs the checks (so that a stop signal
+//! need not wait for HEALTH_TIMEOUT; see `health::Checker`) and the one
 //! minreq starts inside it; and, for the length of one email delivery, a
 //! current-thread tokio runtime (plus tokio's thread for resolving a host
-//! name). An idle monitor has two threads: this one and ctrlc's.
+//! name). An idle monitor has three threads: this one, ctrlc's and the
+//! checks' helper.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -186,6 +187,7 @@ impl Signals {
 
 struct Monitor<'a> {
     cfg: &'a Config,
+    checker: health::Checker,
     lock: Lock,
     signals: Signals,
     policy: Policy,
@@ -219,6 +221,7 @@ impl<'a> Monitor<'a> {
         alerts.cancel_on(signals.shutdown.clone());
         Monitor {
             cfg,
+            checker: health::Checker::new(&cfg.health),
             lock,
             signals,
             policy: Policy::new(cfg.policy.clone(), cfg.server.server_command.is_some(), now),
@@ -291,7 +294,7 @@ impl<'a> Monitor<'a> {
             None => {}
         }
         let shutdown = &self.signals.shutdown;
-        let probe = health::check_unless(&self.cfg.health, || shutdown.load(Ordering::SeqCst));
+        let probe = self.checker.check(|| shutdown.load(Ordering::SeqCst));
         if probe.is_some_and(|p| p.outcome.is_healthy()) {
             log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers but was not started by this monitor: watching it, not starting another");
             self.foreign = true;
@@ -346,8 +349,7 @@ impl<'a> Monitor<'a> {
     fn check(&mut self) -> Option<CheckOutcome> {
         let verifying = self.policy.is_starting();
         let shutdown = &self.signals.shutdown;
-        let Some(c) = health::check_unless(&self.cfg.health, || shutdown.load(Ordering::SeqCst))
-        else {
+        let Some(c) = self.checker.check(|| shutdown.load(Ordering::SeqCst)) else {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
         };
@@ -734,8 +736,9 @@ impl<'a> Monitor<'a> {
 pub fn check_once(cfg: &Config) -> i32 {
     // On a thread, so that a panic of the HTTP client is a CRITICAL line;
     // never None, as it never gives up.
-    let c =
-        health::check_unless(&cfg.health, || false).unwrap_or_else(|| health::check(&cfg.health));
+    let c = health::Checker::new(&cfg.health)
+        .check(|| false)
+        .unwrap_or_else(|| health::check(&cfg.health));
     let ms = c.latency.as_secs_f64() * 1000.0;
     let url = &cfg.health.health_url;
     match c.outcome {
