@@ -144,7 +144,8 @@ pub struct Checker {
 }
 
 struct Worker {
-    jobs: std::sync::mpsc::Sender<()>,
+    /// A job is the CPU the caller runs on (see [`Checker::check`]).
+    jobs: std::sync::mpsc::Sender<Option<usize>>,
     results: std::sync::mpsc::Receiver<Check>,
     /// A check was asked for and its result not taken yet.
     pending: bool,
@@ -159,13 +160,25 @@ impl Checker {
     }
 
     fn spawn(&self) -> Option<Worker> {
-        let (jobs, job_rx) = std::sync::mpsc::channel::<()>();
+        let (jobs, job_rx) = std::sync::mpsc::channel::<Option<usize>>();
         let (result_tx, results) = std::sync::mpsc::channel();
         let settings = self.settings.clone();
         std::thread::Builder::new()
             .name("health-check".into())
             .spawn(move || {
-                while job_rx.recv().is_ok() {
+                let mut pinned = None;
+                while let Ok(cpu) = job_rx.recv() {
+                    // NOTE: the check runs where the loop runs (this thread,
+                    // and minreq's, which inherits the mask): a hand-over
+                    // within one CPU is a context switch, across CPUs a
+                    // wake-up interrupt — measured here, under a hypervisor,
+                    // 0.4 ms of CPU per check against 0.18 ms.
+                    if cpu.is_some()
+                        && cpu != pinned
+                        && crate::sys::pin_current_thread(cpu.unwrap_or(0)).is_ok()
+                    {
+                        pinned = cpu;
+                    }
                     if result_tx.send(check(&settings)).is_err() {
                         return;
                     }
@@ -196,7 +209,7 @@ impl Checker {
         let mut asked = false;
         loop {
             if !worker.pending {
-                if asked || worker.jobs.send(()).is_err() {
+                if asked || worker.jobs.send(crate::sys::current_cpu()).is_err() {
                     break;
                 }
                 worker.pending = true;

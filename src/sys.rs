@@ -282,6 +282,36 @@ pub fn drop_executable_pages() -> usize {
     advised
 }
 
+/// The CPU the calling thread runs on now, if the kernel says.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu takes nothing and returns a number or -1.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
+/// Lets the calling thread (and the threads it starts later) run on `cpu`
+/// only.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: the cpu_set_t is a zeroed local filled with CPU_SET, whose
+    // index is checked against the set's capacity; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cpu out of range",
+            ));
+        }
+        libc::CPU_SET(cpu, &mut set);
+        check(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ))
+        .map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
