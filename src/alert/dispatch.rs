@@ -217,14 +217,7 @@ impl Dispatcher {
                 let Some(mailer) = &self.email else {
                     return Err("email is not configured".into());
                 };
-                let parts = MimeParts {
-                    event: &entry.event,
-                    subject: &entry.subject,
-                    body: &entry.body,
-                    time: entry.system_time(),
-                    message_id: &entry.message_id,
-                };
-                let mime = build_mime(&parts, &self.from, &self.to);
+                let mime = self.mime(entry);
                 mailer
                     .send(
                         &self.from,
@@ -383,8 +376,9 @@ impl Dispatcher {
         }
     }
 
-    /// The local channel: writes `LOG_DIR/alerts/*.eml`.
-    fn write_local(&self, entry: &Entry) -> Result<(), String> {
+    /// The message for an entry, with the current ALERT_FROM and ALERT_EMAIL
+    /// (the same Message-ID at every try).
+    fn mime(&self, entry: &Entry) -> Vec<u8> {
         let parts = MimeParts {
             event: &entry.event,
             subject: &entry.subject,
@@ -392,7 +386,12 @@ impl Dispatcher {
             time: entry.system_time(),
             message_id: &entry.message_id,
         };
-        let mime = build_mime(&parts, &self.from, &self.to);
+        build_mime(&parts, &self.from, &self.to)
+    }
+
+    /// The local channel: writes `LOG_DIR/alerts/*.eml`.
+    fn write_local(&self, entry: &Entry) -> Result<(), String> {
+        let mime = self.mime(entry);
         let path = write_eml(&self.log_dir, &mime, &entry.event, entry.system_time())
             .map_err(|e| e.to_string())?;
         log::info!(subject = entry.subject.as_str(), path = path.display().to_string().as_str();
