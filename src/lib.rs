@@ -10,6 +10,7 @@ pub mod alert;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod health;
 pub mod lock;
 pub mod logging;

@@ -101,7 +101,7 @@ impl Lock {
         if ours.is_some() && ours == there {
             return Ok(false);
         }
-        crate::monitor::create_dir_0750(&self.dir).map_err(|err| LockError::Io {
+        crate::files::create_dir_0750(&self.dir).map_err(|err| LockError::Io {
             what: "create",
             path: self.dir.clone(),
             err,

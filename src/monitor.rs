@@ -83,18 +83,10 @@ fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> RunError {
     move |err| RunError::Io { what, path, err }
 }
 
-pub fn create_dir_0750(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-}
-
 /// Runs the monitor until SIGINT or SIGTERM.
 pub fn run(cfg: &Config) -> Result<(), RunError> {
     let dir = &cfg.log.log_dir;
-    create_dir_0750(dir).map_err(io_err("create the log directory", dir))?;
+    crate::files::create_dir_0750(dir).map_err(io_err("create the log directory", dir))?;
     let lock = Lock::acquire(dir).map_err(|e| match e {
         LockError::Held { pid } => RunError::AlreadyRunning {
             dir: dir.clone(),
@@ -199,6 +191,8 @@ struct Monitor<'a> {
     saved: Option<State>,
     next_sweep: Instant,
     state_written: Instant,
+    /// When the lock file and server.pid are next looked at.
+    next_restore: Instant,
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
@@ -232,6 +226,7 @@ impl<'a> Monitor<'a> {
             saved: None,
             next_sweep: now,
             state_written: now,
+            next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
         }
@@ -525,8 +520,14 @@ impl<'a> Monitor<'a> {
 
     /// Puts back the lock file and `server.pid` when they went missing (a
     /// removed `LOG_DIR`, say): `restart`, `status` and the next monitor's
-    /// adoption depend on them.
+    /// adoption depend on them. Looked at once a second at most: with a
+    /// tiny CHECK_INTERVAL the loop turns far more often than that.
     fn restore_files(&mut self) {
+        let now = Instant::now();
+        if now < self.next_restore {
+            return;
+        }
+        self.next_restore = now + Duration::from_secs(1);
         match self.lock.refresh() {
             Ok(false) => return,
             Ok(true) => log::warn!("server_monitor.lock was removed; created again"),

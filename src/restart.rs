@@ -101,7 +101,7 @@ pub fn run(cfg: &Config) -> u8 {
     };
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
     let json = serde_json::to_vec(&request).unwrap_or_default();
-    if let Err(e) = crate::server::write_atomic(&path, &json, false) {
+    if let Err(e) = crate::files::write_atomic(&path, &json, false) {
         eprintln!("server-monitor: cannot write {}: {e}", path.display());
         return 1;
     }

@@ -12,11 +12,10 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,31 +78,12 @@ impl PidFile {
 
     /// Written to a temporary file and renamed, so a reader never sees half.
     pub fn write(&self, dir: &Path) -> io::Result<()> {
-        write_atomic(&dir.join(PID_FILE), self.format().as_bytes(), false)
+        crate::files::write_atomic(&dir.join(PID_FILE), self.format().as_bytes(), false)
     }
 
     pub fn remove(dir: &Path) {
         let _ = fs::remove_file(dir.join(PID_FILE));
     }
-}
-
-/// Writes `data` to `path` through `path.tmp` and a rename; `sync` adds an
-/// fsync before the rename (durable across a power cut, not just a crash).
-pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    if sync {
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// The parts of /proc/PID/stat we use.

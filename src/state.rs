@@ -63,7 +63,7 @@ pub struct LastCheck {
 pub fn write(dir: &Path, state: &State, durable: bool) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     json.push(b'\n');
-    crate::server::write_atomic(&dir.join(STATE_FILE), &json, durable)
+    crate::files::write_atomic(&dir.join(STATE_FILE), &json, durable)
 }
 
 #[derive(Debug)]

@@ -225,7 +225,7 @@ pub fn write_eml(
     time: SystemTime,
 ) -> io::Result<PathBuf> {
     let dir = log_dir.join("alerts");
-    create_dir_0750(&dir)?;
+    crate::files::create_dir_0750(&dir)?;
     let stamp = utc_iso8601_millis(time).replace([':', '.'], "-");
     let mut path = dir.join(format!("{stamp}-{event}.eml"));
     let mut n = 1;
@@ -233,16 +233,8 @@ pub fn write_eml(
         n += 1;
         path = dir.join(format!("{stamp}-{event}-{n}.eml"));
     }
-    crate::server::write_atomic(&path, mime, true)?;
+    crate::files::write_atomic(&path, mime, true)?;
     Ok(path)
-}
-
-fn create_dir_0750(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
 }
 
 /// The last `n` lines of a text file (whole lines; at most the last 64 KiB read).

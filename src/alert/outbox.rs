@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{create_dir_0750, write_atomic};
 use crate::logging::utc_iso8601_millis;
 
 /// The wait after the first failed round.
@@ -236,9 +237,7 @@ impl OutboxDir {
         create_dir_0750(&self.dir)?;
         let mut json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
         json.push(b'\n');
-        crate::server::write_atomic(&self.file(id), &json, true)?;
-        // The rename is durable only once the directory itself is synced.
-        fs::File::open(&self.dir)?.sync_all()
+        write_atomic(&self.file(id), &json, true)
     }
 
     pub fn read(&self, id: &str) -> io::Result<Entry> {
@@ -269,14 +268,6 @@ impl OutboxDir {
         ids.sort();
         ids
     }
-}
-
-fn create_dir_0750(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
 }
 
 #[cfg(test)]

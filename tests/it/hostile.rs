@@ -545,7 +545,7 @@ fn garbage_instead_of_a_status_line_fails_cleanly() {
 /// Settings of a monitor of `url`: checks every 200 ms, every check a DEBUG
 /// line, no restart before 1000 failures, `extra` added or replacing.
 fn settings(url: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env: Vec<(&'static str, String)> = vec![
+    let env: Vec<(&'static str, String)> = vec![
         ("LOG_DIR", "logs".into()),
         ("HEALTH_URL", url.to_string()),
         ("CHECK_INTERVAL", "0.2".into()),
@@ -556,11 +556,7 @@ fn settings(url: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, Str
         ("STARTUP_TIMEOUT", "5".into()),
         ("LOG_LEVEL", "debug".into()),
     ];
-    for (name, value) in extra {
-        env.retain(|(n, _)| n != name);
-        env.push((name, value.to_string()));
-    }
-    env
+    with_overrides(env, extra)
 }
 
 /// Every complete line of the monitor's JSON log, parsed (a line that is

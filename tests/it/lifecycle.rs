@@ -37,7 +37,7 @@ const SPEW_LINES: u64 = 20_000;
 /// The monitor's settings for a demo server on `port`: checks every 200 ms,
 /// debug logging (every check is a line), `extra` added or replacing.
 fn settings(port: u16, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env: Vec<(&'static str, String)> = vec![
+    let env: Vec<(&'static str, String)> = vec![
         ("LOG_DIR", "logs".into()),
         ("HEALTH_URL", format!("http://127.0.0.1:{port}/health")),
         ("CHECK_INTERVAL", "0.2".into()),
@@ -48,11 +48,7 @@ fn settings(port: u16, extra: &[(&'static str, &str)]) -> Vec<(&'static str, Str
         ("STARTUP_TIMEOUT", "5".into()),
         ("LOG_LEVEL", "debug".into()),
     ];
-    for (name, value) in extra {
-        env.retain(|(n, _)| n != name);
-        env.push((name, value.to_string()));
-    }
-    env
+    with_overrides(env, extra)
 }
 
 /// A monitor of a demo server on `port` started with `demo_args`.

@@ -39,7 +39,7 @@ const RECOVERED: &str = "[Chatbot Server Alert] Server Recovered";
 
 /// Sub-second settings for a server on `port`, then `overrides`.
 fn settings(port: u16, overrides: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env: Vec<(&'static str, String)> = vec![
+    let env: Vec<(&'static str, String)> = vec![
         ("LOG_DIR", "logs".into()),
         ("HEALTH_URL", format!("http://127.0.0.1:{port}/health")),
         ("CHECK_INTERVAL", "0.2".into()),
@@ -51,11 +51,7 @@ fn settings(port: u16, overrides: &[(&'static str, &str)]) -> Vec<(&'static str,
         ("MAX_RESTART_ATTEMPTS", "3".into()),
         ("LOG_LEVEL", "debug".into()),
     ];
-    for (key, value) in overrides {
-        env.retain(|(k, _)| k != key);
-        env.push((key, value.to_string()));
-    }
-    env
+    with_overrides(env, overrides)
 }
 
 fn path_str(path: &Path) -> &str {

@@ -17,7 +17,7 @@ const SHORT: Duration = Duration::from_secs(5);
 const LONG: Duration = Duration::from_secs(15);
 
 fn settings(port: u16, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    let mut env: Vec<(&'static str, String)> = vec![
+    let env: Vec<(&'static str, String)> = vec![
         ("LOG_DIR", "logs".into()),
         ("HEALTH_URL", format!("http://127.0.0.1:{port}/health")),
         ("CHECK_INTERVAL", "0.2".into()),
@@ -26,11 +26,7 @@ fn settings(port: u16, extra: &[(&'static str, String)]) -> Vec<(&'static str, S
         ("STARTUP_TIMEOUT", "3".into()),
         ("LOG_LEVEL", "debug".into()),
     ];
-    for (name, value) in extra {
-        env.retain(|(n, _)| n != name);
-        env.push((name, value.clone()));
-    }
-    env
+    with_overrides(env, extra)
 }
 
 fn healthy(port: u16) -> bool {

@@ -442,6 +442,18 @@ impl Drop for Monitor {
     }
 }
 
+/// `env` with each of `overrides` replacing the setting of its name, or added.
+pub fn with_overrides<V: AsRef<str>>(
+    mut env: Vec<(&'static str, String)>,
+    overrides: &[(&'static str, V)],
+) -> Vec<(&'static str, String)> {
+    for (name, value) in overrides {
+        env.retain(|(n, _)| n != name);
+        env.push((name, value.as_ref().to_string()));
+    }
+    env
+}
+
 /// Runs a one-shot `server-monitor ARGS...` (`check`, `config`, `status`, …)
 /// like [`Monitor::start_args`]; panics, after killing it, if it takes
 /// longer than `timeout`.
