@@ -78,17 +78,6 @@ impl Notifier {
         }
     }
 
-    /// A notifier that never says anything.
-    pub fn disabled() -> Notifier {
-        Notifier {
-            socket: None,
-            watchdog: None,
-            next_ping: None,
-            ready: false,
-            status: String::new(),
-        }
-    }
-
     pub fn is_enabled(&self) -> bool {
         self.socket.is_some()
     }

@@ -159,18 +159,15 @@ impl Dispatcher {
         c
     }
 
-    /// Alerts waiting for delivery.
-    pub fn pending(&self) -> usize {
-        self.schedule.len()
-    }
-
     /// When [`Dispatcher::retry_due`] has work next; `None`: nothing waits.
     pub fn next_due(&self) -> Option<Instant> {
         self.schedule.next_due()
     }
 
-    /// Takes a new alert made at `time`: without channels an `.eml` file;
-    /// else into the outbox (durably) and tried at once.
+    /// Takes a new alert made at `time` and tries it at once: with email or
+    /// webhook configured it goes into the outbox (durably) first; without,
+    /// the [`LOCAL`] `.eml` is the durable copy and is retried in memory
+    /// until it can be written.
     pub fn submit(&mut self, msg: &Message, time: SystemTime, now: Instant) {
         let entry = Entry::new(
             msg.event,

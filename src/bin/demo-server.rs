@@ -89,12 +89,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sets up the demo's own logger.
-///
-/// NOTE: installs nothing yet, so the `log::` events below go nowhere; the
-/// access lines on stdout are written directly and do not depend on it.
-// TODO(lead): server_monitor::logging::init_service(...) with `log_dir`
-// (app.log / errors.log / api.log), once the logging module is merged.
+/// Sets up the demo's own logger: with `--log-dir`, the services' layout of
+/// `server_monitor::logging` (app.log, errors.log, api.log); without it the
+/// `log::` events go nowhere. The access lines on stdout are written
+/// directly and do not depend on it.
 fn init_logging(log_dir: Option<&Path>) {
     let Some(dir) = log_dir else { return };
     let settings = logging::Settings {
