@@ -188,7 +188,9 @@ struct Monitor<'a> {
     foreign: bool,
     host: String,
     state: State,
+    /// The state last written, less `last_check` and `updated`.
     saved: Option<State>,
+    written_check: Option<LastCheck>,
     next_sweep: Instant,
     state_written: Instant,
     /// When the lock file and server.pid are next looked at.
@@ -224,6 +226,7 @@ impl<'a> Monitor<'a> {
             host: cfg.hostname.clone(),
             state,
             saved: None,
+            written_check: None,
             next_sweep: now,
             state_written: now,
             next_restore: now,
@@ -656,31 +659,34 @@ impl<'a> Monitor<'a> {
         self.state.consecutive_failures = snap.failures;
         self.state.restart_attempts = snap.attempts;
         self.state.last_error = snap.last_error;
-        let without_check = |s: &State| State {
-            last_check: None,
-            updated: String::new(),
-            ..s.clone()
-        };
         // A change beyond the last check is written at once, and fsynced; a
         // new last check alone at most every STATE_REFRESH (it costs a rename
-        // per check otherwise, for a line nobody reads that often).
-        let significant = self
-            .saved
-            .as_ref()
-            .is_none_or(|old| without_check(old) != without_check(&self.state));
+        // per check otherwise, for a line nobody reads that often). `saved`
+        // holds what was written less the last check and the time stamp, so
+        // that this comparison, made every loop turn, copies nothing.
+        let check = self.state.last_check.take();
+        let updated = std::mem::take(&mut self.state.updated);
+        let significant = self.saved.as_ref() != Some(&self.state);
+        self.state.last_check = check;
+        self.state.updated = updated;
         let now = Instant::now();
         if !significant
-            && (self.saved.as_ref() == Some(&self.state)
+            && (self.state.last_check == self.written_check
                 || now < self.state_written + STATE_REFRESH)
         {
             return;
         }
+        self.saved = Some(State {
+            last_check: None,
+            updated: String::new(),
+            ..self.state.clone()
+        });
+        self.written_check = self.state.last_check.clone();
         self.state.updated = utc_iso8601_millis(SystemTime::now());
         if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
             log::warn!(error = e.to_string().as_str(); "cannot write the state file");
         }
         self.state_written = now;
-        self.saved = Some(self.state.clone());
     }
 
     /// Sleeps until the policy's next wake-up, the server's exit or a signal.
