@@ -106,6 +106,9 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
         console: true,
     })
     .map_err(|e| RunError::Setup(format!("cannot set up logging: {e}")))?;
+    for warning in &cfg.warnings {
+        log::warn!("{warning}");
+    }
 
     warn_if_secret_file_readable(cfg);
     let signals = Signals::install()?;
@@ -813,6 +816,9 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
         Command::Check => check_once(cfg) as u8,
         Command::Status => status(cfg, cli.json) as u8,
         Command::Config => {
+            for warning in &cfg.warnings {
+                eprintln!("server-monitor: warning: {warning}");
+            }
             print!("{}", cfg.render());
             0
         }

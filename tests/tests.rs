@@ -9,6 +9,7 @@ mod util;
 mod it {
     mod alerts;
     mod demo_server;
+    mod env_file;
     mod hostile;
     mod lifecycle;
     mod properties;

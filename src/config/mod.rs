@@ -20,13 +20,15 @@
 //! Not done here: nothing checks that paths exist or that hosts resolve (that
 //! is the job of the module that uses them, with its own error), and nothing
 //! reads the environment after start-up. Unknown keys in the env file and the
-//! environment are ignored: the `.env` is shared with the application.
+//! environment are ignored, whatever their spelling: the `.env` is shared with
+//! the application. An env-file line that cannot be parsed is an error only
+//! when it is a setting's line; any other is a warning in `Config::warnings`.
 
 mod parse;
 
 pub use parse::{
     format_duration, is_valid_key, join_words, parse_bool, parse_duration, parse_env_file,
-    parse_list, split_words, ParseError,
+    parse_list, split_words, EnvEntry, EnvFile, EnvProblem, ParseError,
 };
 
 use std::collections::HashMap;
@@ -288,6 +290,10 @@ pub struct Config {
     pub hostname: String,
     /// Where each setting's value came from, in [`SETTINGS`] order.
     sources: Vec<(&'static str, Source)>,
+    /// Env-file lines that were ignored, each naming the file and the line:
+    /// found before logging is set up, so the caller logs them (`run`) or
+    /// prints them (`config`).
+    pub warnings: Vec<String>,
 }
 
 /// Every bad setting, reported at once.
@@ -309,7 +315,8 @@ const MASK: &str = "********";
 /// Resolves the configuration from inputs given as data. Pure.
 ///
 /// `flags` are `(SETTING_NAME, value)` in command-line order (a later one
-/// wins); `env_file` is the file's path (for messages and sources) and text;
+/// wins); `env` is the process environment (settings are looked up in it,
+/// and any variable may be named by a `${VAR}` in the env file); `env_file` is the file's path (for messages and sources) and text;
 /// `server_argv` are the words after `--`; `cwd` makes relative paths absolute.
 pub fn resolve(
     flags: &[(String, String)],
@@ -320,16 +327,23 @@ pub fn resolve(
     cwd: &Path,
 ) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let file = env_file.map(|(path, text)| match parse_env_file(text) {
-        Ok(pairs) => (path, pairs),
-        Err(errors) => {
-            problems.extend(
-                errors
-                    .into_iter()
-                    .map(|e| format!("env file {}: {e}", path.display())),
-            );
-            (path, Vec::new())
+    let mut warnings = Vec::new();
+    let file = env_file.map(|(path, text)| {
+        let parsed = parse_env_file(text, |name| env.get(name).cloned());
+        for p in parsed.problems {
+            let place = format!("env file {}: line {}", path.display(), p.line);
+            match p.key.as_deref().filter(|k| setting_info(k).is_some()) {
+                // The line of a real setting: its value is unknown.
+                Some(_) => problems.push(format!("{place}: {}", p.message)),
+                None => warnings.push(format!("{place}: {}; line ignored", p.message)),
+            }
         }
+        let pairs = parsed
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.unwrap_or_default()))
+            .collect();
+        (path, pairs)
     });
     for (name, _) in flags {
         if setting_info(name).is_none() {
@@ -495,6 +509,7 @@ pub fn resolve(
         alert,
         hostname,
         sources,
+        warnings,
     })
 }
 
@@ -505,16 +520,20 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut env = HashMap::new();
     for (key, value) in std::env::vars_os() {
-        // Only settings matter; a non-UTF-8 value of one is an error, of
-        // anything else none of our business.
-        let Some(key) = key.to_str().filter(|k| setting_info(k).is_some()) else {
+        // Every variable may be named by a `${VAR}` in the env file; a
+        // non-UTF-8 value is an error for a setting, of anything else none
+        // of our business.
+        let Some(key) = key.to_str() else {
             continue;
         };
         match value.into_string() {
             Ok(value) => {
                 env.insert(key.to_string(), value);
             }
-            Err(_) => problems.push(format!("the environment variable {key} is not valid UTF-8")),
+            Err(_) if setting_info(key).is_some() => {
+                problems.push(format!("the environment variable {key} is not valid UTF-8"))
+            }
+            Err(_) => {}
         }
     }
     let cwd = match std::env::current_dir() {
@@ -961,7 +980,16 @@ pub fn mask_webhook_url(url: &str) -> String {
 }
 
 /// Quotes a value for an env file when it would not survive unquoted.
+///
+/// A value with `${` goes in single quotes (the only quotes that are not
+/// expanded; `\\` and `\'` are their escapes); NOTE: a line break there is
+/// literal, so a `\r` right before a `\n` in such a value would be read back
+/// as a plain line end. Any other value that needs quotes goes in double
+/// quotes with `\\`, `\"` and `\n` escaped.
 fn env_quote(value: &str) -> String {
+    if value.contains("${") {
+        return format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+    }
     let needs_quotes = value != value.trim()
         || value.starts_with(['\'', '"'])
         || value.contains(" #")

@@ -211,32 +211,73 @@ pub fn join_words(words: &[String]) -> String {
         .join(" ")
 }
 
-/// Is `key` a valid env file / environment variable name: `[A-Za-z_][A-Za-z0-9_]*`?
+/// Is `key` a key an env file can hold unquoted, as python-dotenv reads
+/// it: one or more characters, none of them `=`, `#` or a blank
+/// (`[^=#\s]+`)? `spring.datasource.url` and `my-key` are keys.
 pub fn is_valid_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !key.is_empty() && !key.contains(['=', '#']) && !key.chars().any(char::is_whitespace)
 }
 
-/// Parses an env file in the usual dotenv syntax, returning the pairs in file
-/// order (a later duplicate wins when the caller looks up from the end).
+/// One `KEY=value` (or bare `KEY`) of an env file, its value expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub key: String,
+    /// `None` for a bare `KEY` (no `=`): python-dotenv's "no value".
+    pub value: Option<String>,
+    /// 1-based line where the statement starts.
+    pub line: usize,
+}
+
+/// A statement that could not be parsed; `key` is its key when one was read
+/// before the problem (the caller decides: a setting's line is an error,
+/// any other line a warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvProblem {
+    pub line: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// What [`parse_env_file`] found: the entries in file order (a later
+/// duplicate wins when the caller looks up from the end) and the statements
+/// it had to skip.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvFile {
+    pub entries: Vec<EnvEntry>,
+    pub problems: Vec<EnvProblem>,
+}
+
+/// Parses an env file the way python-dotenv reads it.
 ///
-/// - `KEY=value`, blank lines, `#` comment lines, an optional `export ` prefix;
-/// - `'...'`: literal; `"..."`: `\n`, `\"`, `\\` are escapes (any other
-///   backslash is kept); quoted values may span lines; after the closing quote
-///   only blanks or a `# comment` may follow;
-/// - an unquoted value ends at a `#` that follows a blank (an inline comment)
-///   and is trimmed; `a#b` keeps its `#`.
+/// - a leading UTF-8 BOM is skipped; lines end at `\n` or `\r\n`;
+/// - blank lines and `#` comment lines; an optional `export ` prefix;
+/// - a key is `[^=#\s]+` or `'...'`; spaces around `=`; a bare `KEY`
+///   (optionally followed by a `# comment`) has no value;
+/// - `'...'`: literal but for `\\` and `\'`; `"..."`: the escapes `\\ \' \"
+///   \a \b \f \n \r \t \v` (any other backslash is kept); quoted values may
+///   span lines; after the closing quote only blanks or a `# comment`;
+/// - an unquoted value ends at a `#` that follows a blank and is trimmed;
+///   `a#b` keeps its `#`;
+/// - in unquoted and double-quoted values `${VAR}` and `${VAR:-default}`
+///   are replaced by `environment(VAR)`, else the value of an earlier line,
+///   else the default (else nothing). Not in single-quoted values (there
+///   python-dotenv expands too; bash and docker compose do not, and single
+///   quotes are then the one way to write a literal `${`).
 ///
-/// Every bad line is reported (`line 3: expected KEY=value`), not only the first.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<String>> {
-    let mut pairs = Vec::new();
-    let mut problems = Vec::new();
-    let lines: Vec<&str> = text.split('\n').collect();
+/// A statement that cannot be parsed (no `=` after the key, an unclosed
+/// quote, text after a closing quote) is skipped and reported with its line;
+/// parsing goes on at the next line, as python-dotenv does.
+pub fn parse_env_file(text: &str, environment: impl Fn(&str) -> Option<String>) -> EnvFile {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut file = EnvFile::default();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     let mut i = 0;
     while i < lines.len() {
         let number = i + 1;
-        let line = lines[i].strip_suffix('\r').unwrap_or(lines[i]);
+        let line = lines[i];
         i += 1;
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -246,58 +287,149 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<String>> 
             Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
             _ => trimmed,
         };
-        let Some((key, after)) = statement.split_once('=') else {
-            problems.push(format!("line {number}: expected KEY=value"));
+        let problem = |key: Option<&str>, message: String| EnvProblem {
+            line: number,
+            key: key.map(str::to_string),
+            message,
+        };
+        let Some((key, after_key)) = read_key(statement) else {
+            file.problems
+                .push(problem(None, "expected KEY=value".to_string()));
             continue;
         };
-        let key = key.trim_end();
-        if !is_valid_key(key) {
-            problems.push(format!(
-                "line {number}: invalid key `{key}`: expected letters, digits and `_`, not starting with a digit"
-            ));
+        let after_key = after_key.trim_start_matches([' ', '\t']);
+        let Some(after) = after_key.strip_prefix('=') else {
+            // A bare key, maybe with a comment; anything else is not a statement.
+            if after_key.is_empty() || after_key.starts_with('#') {
+                file.entries.push(EnvEntry {
+                    key: key.to_string(),
+                    value: None,
+                    line: number,
+                });
+            } else {
+                file.problems
+                    .push(problem(Some(key), "expected KEY=value".to_string()));
+            }
             continue;
-        }
+        };
         let value_text = after.trim_start_matches([' ', '\t']);
         let quote = value_text
             .chars()
             .next()
             .filter(|c| *c == '\'' || *c == '"');
         let Some(quote) = quote else {
-            pairs.push((key.to_string(), unquoted_value(after)));
+            let value = expand(&unquoted_value(after), &file.entries, &environment);
+            file.entries.push(EnvEntry {
+                key: key.to_string(),
+                value: Some(value),
+                line: number,
+            });
             continue;
         };
         // A quoted value may run over several lines: gather text until the
         // closing quote, joining lines with the '\n' they were split at.
         let mut body = value_text[1..].to_string();
+        let mut end = i;
         let (value, rest) = loop {
             match close_quote(&body, quote) {
-                Some(found) => break found,
-                None if i < lines.len() => {
+                Some(found) => break Some(found),
+                None if end < lines.len() => {
                     body.push('\n');
-                    body.push_str(lines[i].strip_suffix('\r').unwrap_or(lines[i]));
-                    i += 1;
+                    body.push_str(lines[end]);
+                    end += 1;
                 }
-                None => {
-                    let kind = if quote == '\'' { "single" } else { "double" };
-                    problems.push(format!("line {number}: unclosed {kind} quote"));
-                    return Err(problems);
-                }
+                None => break None,
             }
+        }
+        .map_or((None, ""), |(v, r)| (Some(v), r));
+        let Some(value) = value else {
+            // Unclosed: only this line is lost; go on with the next one.
+            let kind = if quote == '\'' { "single" } else { "double" };
+            file.problems
+                .push(problem(Some(key), format!("unclosed {kind} quote")));
+            continue;
         };
+        i = end;
         let rest = rest.trim();
         if rest.is_empty() || rest.starts_with('#') {
-            pairs.push((key.to_string(), value));
+            let value = match quote {
+                '"' => expand(&value, &file.entries, &environment),
+                _ => value,
+            };
+            file.entries.push(EnvEntry {
+                key: key.to_string(),
+                value: Some(value),
+                line: number,
+            });
         } else {
-            problems.push(format!(
-                "line {number}: unexpected text after the closing quote of {key}"
+            file.problems.push(problem(
+                Some(key),
+                format!("unexpected text after the closing quote of {key}"),
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(pairs)
-    } else {
-        Err(problems)
+    file
+}
+
+/// Reads the key at the start of `statement`: `'quoted'` or `[^=#\s]+`.
+/// Returns it and the text after it.
+fn read_key(statement: &str) -> Option<(&str, &str)> {
+    if let Some(quoted) = statement.strip_prefix('\'') {
+        let end = quoted.find('\'')?;
+        let key = &quoted[..end];
+        return (!key.is_empty()).then(|| (key, &quoted[end + 1..]));
     }
+    let end = statement
+        .find(|c: char| c == '=' || c == '#' || c.is_whitespace())
+        .unwrap_or(statement.len());
+    (end > 0).then(|| (&statement[..end], &statement[end..]))
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in `value`: the environment
+/// first, then the last earlier entry of that name (a bare key gives
+/// nothing), then the default. Text that is not such a reference (`$X`,
+/// `${A:B}`, an unclosed `${`) stays as it is.
+fn expand(
+    value: &str,
+    earlier: &[EnvEntry],
+    environment: &impl Fn(&str) -> Option<String>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let name_end = after.find(['}', ':']).unwrap_or(after.len());
+        let name = &after[..name_end];
+        let tail = &after[name_end..];
+        let (default, consumed) = if tail.starts_with('}') {
+            (None, name_end + 1)
+        } else if let Some(d) = tail.strip_prefix(":-") {
+            match d.find('}') {
+                Some(d_end) => (Some(&d[..d_end]), name_end + 2 + d_end + 1),
+                None => (None, 0),
+            }
+        } else {
+            (None, 0)
+        };
+        if consumed == 0 {
+            // Not a reference: keep the `$` and look again after it.
+            out.push('$');
+            rest = &rest[start + 1..];
+            continue;
+        }
+        let found = environment(name).or_else(|| {
+            earlier
+                .iter()
+                .rev()
+                .find(|e| e.key == name)
+                .map(|e| e.value.clone().unwrap_or_default())
+        });
+        out.push_str(&found.unwrap_or_else(|| default.unwrap_or_default().to_string()));
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The value of an unquoted `KEY=value`: up to an inline comment, trimmed.
@@ -324,18 +456,24 @@ fn close_quote(body: &str, quote: char) -> Option<(String, &str)> {
         if c == quote {
             return Some((value, &body[index + 1..]));
         }
-        if c == '\\' && quote == '"' {
-            match chars.next() {
-                Some((_, 'n')) => value.push('\n'),
-                Some((_, '"')) => value.push('"'),
-                Some((_, '\\')) => value.push('\\'),
-                Some((_, other)) => {
-                    value.push('\\');
-                    value.push(other);
-                }
-                None => return None,
+        if c == '\\' {
+            let decoded = match (quote, chars.clone().next().map(|(_, c)| c)) {
+                (_, Some(e @ ('\\' | '\''))) => Some(e),
+                ('"', Some('"')) => Some('"'),
+                ('"', Some('a')) => Some('\u{7}'),
+                ('"', Some('b')) => Some('\u{8}'),
+                ('"', Some('f')) => Some('\u{c}'),
+                ('"', Some('n')) => Some('\n'),
+                ('"', Some('r')) => Some('\r'),
+                ('"', Some('t')) => Some('\t'),
+                ('"', Some('v')) => Some('\u{b}'),
+                _ => None,
+            };
+            if let Some(decoded) = decoded {
+                chars.next();
+                value.push(decoded);
+                continue;
             }
-            continue;
         }
         value.push(c);
     }
@@ -575,7 +713,7 @@ PLAIN=second
             ("HASH_START", "#x"),
             ("COMMENT_ONLY", ""),
             ("SINGLE", "lit \\n $X # not a comment"),
-            ("DOUBLE", "a\nb \"q\" \\ \\t"),
+            ("DOUBLE", "a\nb \"q\" \\ \t"), // `\t` is a tab since issue 8 (python-dotenv)
             ("QUOTED_COMMENT", "v"),
             ("MULTI", "line1\nline2"),
             ("CRLF", "crlf"),
@@ -588,53 +726,173 @@ PLAIN=second
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        assert_eq!(parse_env_file(text), Ok(want));
+        assert_eq!(pairs(text), Ok(want));
+    }
+
+    /// The pairs of a file with no problems (bare keys as ""), or its problems
+    /// as `line N: message`.
+    fn pairs(text: &str) -> Result<Vec<(String, String)>, Vec<String>> {
+        pairs_with(text, &[])
+    }
+
+    fn pairs_with(text: &str, env: &[(&str, &str)]) -> Result<Vec<(String, String)>, Vec<String>> {
+        let file = parse_env_file(text, |name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        });
+        if !file.problems.is_empty() {
+            return Err(file
+                .problems
+                .iter()
+                .map(|p| format!("line {}: {}", p.line, p.message))
+                .collect());
+        }
+        Ok(file
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.unwrap_or_default()))
+            .collect())
+    }
+
+    fn owned(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn env_file_export_is_a_key_when_not_a_prefix() {
         assert_eq!(
-            parse_env_file("export=1\nexportX=2"),
-            Ok(vec![
-                ("export".to_string(), "1".to_string()),
-                ("exportX".to_string(), "2".to_string())
-            ])
+            pairs("export=1\nexportX=2"),
+            Ok(owned(&[("export", "1"), ("exportX", "2")]))
         );
     }
 
     #[test]
-    fn env_file_errors_carry_line_numbers_and_all_are_reported() {
+    fn env_file_problems_carry_line_numbers_and_keys_and_all_are_reported() {
+        // Changed by issue 8: `1BAD`, `KEY-DASH` are keys now (python-dotenv).
         let text = "GOOD=1\njust words\n1BAD=x\nKEY-DASH=y\n=novalue\nQ='a' trailing\n";
+        let file = parse_env_file(text, |_| None);
         assert_eq!(
-            parse_env_file(text),
-            Err(vec![
-                "line 2: expected KEY=value".to_string(),
-                "line 3: invalid key `1BAD`: expected letters, digits and `_`, not starting with a digit".to_string(),
-                "line 4: invalid key `KEY-DASH`: expected letters, digits and `_`, not starting with a digit".to_string(),
-                "line 5: invalid key ``: expected letters, digits and `_`, not starting with a digit".to_string(),
-                "line 6: unexpected text after the closing quote of Q".to_string(),
-            ])
+            file.problems,
+            vec![
+                EnvProblem {
+                    line: 2,
+                    key: Some("just".to_string()),
+                    message: "expected KEY=value".to_string()
+                },
+                EnvProblem {
+                    line: 5,
+                    key: None,
+                    message: "expected KEY=value".to_string()
+                },
+                EnvProblem {
+                    line: 6,
+                    key: Some("Q".to_string()),
+                    message: "unexpected text after the closing quote of Q".to_string()
+                },
+            ]
         );
+        let keys: Vec<&str> = file.entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["GOOD", "1BAD", "KEY-DASH"]);
     }
 
     #[test]
-    fn env_file_unclosed_quote_names_its_line() {
+    fn env_file_unclosed_quote_loses_only_its_line() {
+        // Changed by issue 8: parsing goes on at the next line, as in python-dotenv.
         assert_eq!(
-            parse_env_file("A=1\nB=\"open\nC=2\n"),
+            pairs("A=1\nB=\"open\nC=2\n"),
             Err(vec!["line 2: unclosed double quote".to_string()])
         );
+        let file = parse_env_file("A=1\nB=\"open\nC=2\n", |_| None);
+        let keys: Vec<&str> = file.entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["A", "C"]);
         assert_eq!(
-            parse_env_file("A='open"),
+            pairs("A='open"),
             Err(vec!["line 1: unclosed single quote".to_string()])
         );
     }
 
     #[test]
+    fn env_file_reads_what_python_dotenv_reads() {
+        let text = "\u{feff}DEBUG\n\
+                    spring.datasource.url=jdbc:x\n\
+                    my-key = 1\n\
+                    'quoted key'=q\n\
+                    S='it\\'s \\\\ \\n'\n\
+                    D=\"\\t\\r\\a\\' \\x\"\n\
+                    export BARE # a comment\n\
+                    V='a'#c\n";
+        assert_eq!(
+            pairs(text),
+            Ok(owned(&[
+                ("DEBUG", ""),
+                ("spring.datasource.url", "jdbc:x"),
+                ("my-key", "1"),
+                ("quoted key", "q"),
+                ("S", "it's \\ \\n"),
+                ("D", "\t\r\u{7}' \\x"),
+                ("BARE", ""),
+                ("V", "a"),
+            ]))
+        );
+        let file = parse_env_file("A\nB=\n", |_| None);
+        assert_eq!(file.entries[0].value, None);
+        assert_eq!(file.entries[1].value, Some(String::new()));
+    }
+
+    #[test]
+    fn env_file_expansion() {
+        let text = "A=1\n\
+                    B=${A}-${E}-${NONE}-${NONE:-dflt}-${A:-dflt}\n\
+                    C=\"${B}\"\n\
+                    D='${A}'\n\
+                    F=$A ${A:B} ${ ${A\n\
+                    BARE\n\
+                    G=${BARE:-x}${E:-y}\n\
+                    H=${LATE}\n\
+                    LATE=2\n\
+                    I=${}${:-d}\n";
+        assert_eq!(
+            pairs_with(text, &[("E", "env"), ("A2", "no")]),
+            Ok(owned(&[
+                ("A", "1"),
+                ("B", "1-env--dflt-1"),
+                ("C", "1-env--dflt-1"),
+                ("D", "${A}"),
+                ("F", "$A ${A:B} ${ ${A"),
+                ("BARE", ""),
+                ("G", "env"),
+                ("H", ""),
+                ("LATE", "2"),
+                ("I", "d"),
+            ]))
+        );
+        // The environment wins over an earlier line.
+        assert_eq!(
+            pairs_with("A=file\nB=${A}", &[("A", "env")]),
+            Ok(owned(&[("A", "file"), ("B", "env")]))
+        );
+    }
+
+    #[test]
     fn valid_keys() {
-        for key in ["A", "_", "a1", "CHECK_INTERVAL", "_X9"] {
+        for key in [
+            "A",
+            "_",
+            "a1",
+            "CHECK_INTERVAL",
+            "_X9",
+            "1A",
+            "A-B",
+            "Ä",
+            "A.B",
+            "a:b",
+        ] {
             assert!(is_valid_key(key), "{key}");
         }
-        for key in ["", "1A", "A-B", "A B", "Ä", "A.B"] {
+        for key in ["", "A B", "A=B", "A#", "A\tB", "A\nB"] {
             assert!(!is_valid_key(key), "{key}");
         }
     }

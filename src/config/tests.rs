@@ -461,7 +461,8 @@ fn message_names_setting_value_and_what_is_allowed() {
 #[test]
 fn all_problems_are_reported_at_once() {
     let input = Input::default()
-        .file("LOG_BACKUPS=0\nnot a line\n")
+        // Issue 8: a bad line is an error only when it is a setting's line.
+        .file("LOG_BACKUPS=0\nSMTP_SERVER smtp.x.org\n")
         .env("CHECK_INTERVAL", "5x")
         .env("SMTP_PORT", "0")
         .flag("LOG_LEVEL", "loud")
@@ -474,11 +475,13 @@ fn all_problems_are_reported_at_once() {
             "invalid value `localhost:8000` for HEALTH_URL: expected an http:// or https:// URL with a host, like `http://127.0.0.1:8000/health`",
             "invalid value `5x` for CHECK_INTERVAL: expected seconds like `30`, `0.5` or `500ms`",
             "invalid value `loud` for LOG_LEVEL: expected debug, info, warning or error",
+            // Issue 8: the good lines of a file with a bad line count too.
+            "invalid value `0` for LOG_BACKUPS: expected a whole number, at least 1",
             "invalid value `0` for SMTP_PORT: expected a port number from 1 to 65535",
         ]
     );
     let shown = input.resolve().unwrap_err().to_string();
-    assert_eq!(shown.lines().count(), 5);
+    assert_eq!(shown.lines().count(), 6);
     assert!(!shown.ends_with('\n'));
 }
 
@@ -626,7 +629,10 @@ fn email_enabled_needs_server_and_recipients() {
 #[test]
 fn env_file_problems_name_path_and_line() {
     assert_eq!(
-        Input::default().file("A=1\n\nbad line\n").problems(),
+        // Issue 8: a bad line is an error only when it is a setting's line.
+        Input::default()
+            .file("A=1\n\nCHECK_INTERVAL 30\n")
+            .problems(),
         ["env file /srv/app/.env: line 3: expected KEY=value"]
     );
 }
@@ -808,4 +814,150 @@ fn load_names_an_unreadable_env_file() {
         e.problems[0].starts_with("cannot read env file /nonexistent/server-monitor-test.env: "),
         "{e}"
     );
+}
+
+// ---- issue 8 item 1: the env file parses what python-dotenv parses ----
+
+/// The warnings of a file that resolves.
+fn warnings_of(text: &str) -> Vec<String> {
+    Input::default().file(text).ok().warnings
+}
+
+#[test]
+fn env_file_bare_key_is_not_an_error_and_means_unset() {
+    let c = Input::default()
+        .file("DEBUG\nCHECK_INTERVAL=5\nLOG_BACKUPS=2\nLOG_BACKUPS\nexport VERBOSE # comment\n")
+        .ok();
+    assert_eq!(c.policy.check_interval, secs(5));
+    // A bare setting key is blank: the default.
+    assert_eq!(c.log.log_backups, 5);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn env_file_keys_of_any_spelling_are_ignored() {
+    let c = Input::default()
+        .file(
+            "spring.datasource.url=jdbc:postgresql://db/x\nmy-key=1\nKEY-DASH=y\n1BAD=x\n\
+             app:port=1\nCHECK_INTERVAL=7\n",
+        )
+        .ok();
+    assert_eq!(c.policy.check_interval, secs(7));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn env_file_escaped_single_quote_inside_single_quotes() {
+    let c = Input::default()
+        .file("GREETING='it\\'s'\nSERVICE_NAME='Bob\\'s app'\n")
+        .ok();
+    assert_eq!(c.alert.service_name, "Bob's app");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn env_file_leading_bom_is_skipped() {
+    let c = Input::default().file("\u{feff}CHECK_INTERVAL=9\n").ok();
+    assert_eq!(c.policy.check_interval, secs(9));
+    assert_eq!(
+        c.source("CHECK_INTERVAL"),
+        Some(&Source::EnvFile("/srv/app/.env".into()))
+    );
+}
+
+#[test]
+fn env_file_export_spaces_crlf_multiline_comments() {
+    let c = Input::default()
+        .file(
+            "export CHECK_INTERVAL = 11\r\nSERVICE_NAME = My App # the name\r\n\
+             SERVER_COMMAND=\"python\r\n  app.py\"\r\nLOG_BACKUPS=3 #x\r\n",
+        )
+        .ok();
+    assert_eq!(c.policy.check_interval, secs(11));
+    assert_eq!(c.alert.service_name, "My App");
+    assert_eq!(
+        c.server.server_command,
+        Some(strings(&["python", "app.py"]))
+    );
+    assert_eq!(c.log.log_backups, 3);
+    // `#` after no blank is part of the value: LOG_BACKUPS=`3#x` is bad.
+    let problems = Input::default().file("LOG_BACKUPS=3#x\n").problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("invalid value `3#x` for LOG_BACKUPS: "),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn env_file_expands_variables_from_earlier_lines_and_the_environment() {
+    let c = Input::default()
+        .env("APP_PORT", "8123")
+        .file(
+            "HOST=127.0.0.1\n\
+             HEALTH_URL=http://${HOST}:${APP_PORT}/health\n\
+             SERVICE_NAME=\"${NAME:-Default App} on ${HOST}\"\n\
+             SERVER_COMMAND='echo ${HOST}'\n\
+             LOG_DIR=${LATER}/logs\nLATER=x\n",
+        )
+        .ok();
+    assert_eq!(c.health.health_url, "http://127.0.0.1:8123/health");
+    assert_eq!(c.alert.service_name, "Default App on 127.0.0.1");
+    // Not in single quotes.
+    assert_eq!(c.server.server_command, Some(strings(&["echo", "${HOST}"])));
+    // Only earlier lines.
+    assert_eq!(c.log.log_dir, PathBuf::from("/logs"));
+}
+
+#[test]
+fn env_file_environment_wins_in_expansion() {
+    let c = Input::default()
+        .env("HOST", "10.0.0.1")
+        .file("HOST=127.0.0.1\nHEALTH_URL=http://${HOST}/health\n")
+        .ok();
+    assert_eq!(c.health.health_url, "http://10.0.0.1/health");
+}
+
+#[test]
+fn env_file_bad_lines_of_other_keys_are_warnings_with_file_and_line() {
+    let c = Input::default()
+        .file("A=1\njust words\nQ='a' trailing\nOPEN=\"never closed\nCHECK_INTERVAL=4\n=novalue\n")
+        .ok();
+    assert_eq!(c.policy.check_interval, secs(4));
+    assert_eq!(
+        c.warnings,
+        [
+            "env file /srv/app/.env: line 2: expected KEY=value; line ignored",
+            "env file /srv/app/.env: line 3: unexpected text after the closing quote of Q; line ignored",
+            "env file /srv/app/.env: line 4: unclosed double quote; line ignored",
+            "env file /srv/app/.env: line 6: expected KEY=value; line ignored",
+        ]
+    );
+}
+
+#[test]
+fn env_file_bad_line_of_a_setting_stays_an_error() {
+    assert_eq!(
+        Input::default()
+            .file("A=1\nSERVICE_NAME='x' y\nLOG_BACKUPS 2\nCHECK_INTERVAL='5\n")
+            .problems(),
+        [
+            "env file /srv/app/.env: line 2: unexpected text after the closing quote of SERVICE_NAME",
+            "env file /srv/app/.env: line 3: expected KEY=value",
+            "env file /srv/app/.env: line 4: unclosed single quote",
+        ]
+    );
+    // A good file that resolves has no warnings.
+    assert!(warnings_of("CHECK_INTERVAL=5\n").is_empty());
+}
+
+#[test]
+fn render_keeps_a_literal_dollar_brace_literal() {
+    let c = Input::default()
+        .env("SERVICE_NAME", "cost ${X} it's \\ ${Y:-z}")
+        .env("SERVER_COMMAND", "sh -c 'echo ${HOME}'")
+        .ok();
+    let again = Input::default().env("X", "expanded").file(&c.render()).ok();
+    assert_eq!(again.alert.service_name, "cost ${X} it's \\ ${Y:-z}");
+    assert_eq!(again.server, c.server);
 }
