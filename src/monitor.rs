@@ -457,7 +457,7 @@ impl<'a> Monitor<'a> {
             return;
         };
         log::info!(command = cmd.join(" ").as_str(); "stopping the server with STOP_COMMAND");
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::instant_after(Instant::now(), timeout);
         let run = Command::new(&cmd[0])
             .args(&cmd[1..])
             .stdin(Stdio::null())

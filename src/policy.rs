@@ -341,7 +341,7 @@ impl Policy {
                     self.phase = Phase::Verifying {
                         kind: kind.clone(),
                         started: now,
-                        deadline: now + self.rules.startup_timeout,
+                        deadline: crate::config::instant_after(now, self.rules.startup_timeout),
                         next_probe: now,
                         last_failure: None,
                     };
@@ -422,7 +422,8 @@ impl Policy {
         if now >= self.next_check {
             // Start to start: a slow check does not stretch the cadence, but
             // checks never queue up behind one another either.
-            self.next_check = (self.next_check + self.rules.check_interval).max(now);
+            self.next_check =
+                crate::config::instant_after(self.next_check, self.rules.check_interval).max(now);
             out.push(Action::Check);
         }
     }
@@ -457,7 +458,9 @@ impl Policy {
                 if healthy {
                     self.failures = 0;
                     let since = *healthy_since.get_or_insert(now);
-                    if self.attempts > 0 && now >= since + self.rules.restart_cooldown {
+                    if self.attempts > 0
+                        && now >= crate::config::instant_after(since, self.rules.restart_cooldown)
+                    {
                         self.attempts = 0;
                         out.push(Action::Note(Note::AttemptsReset));
                     }
@@ -546,7 +549,7 @@ impl Policy {
         self.phase = Phase::Running {
             healthy_since: Some(now),
         };
-        self.next_check = now + self.rules.check_interval;
+        self.next_check = crate::config::instant_after(now, self.rules.check_interval);
     }
 
     fn verify_failed(
@@ -562,11 +565,14 @@ impl Policy {
         }));
         self.last_error = Some(reason.clone());
         self.failures = self.failures.max(self.rules.failure_threshold);
-        self.next_check = now + self.rules.check_interval;
+        self.next_check = crate::config::instant_after(now, self.rules.check_interval);
         match kind {
             StartKind::Retry { .. } => {
                 self.phase = Phase::GivenUp {
-                    retry_at: self.rules.retry_after_give_up.map(|d| now + d),
+                    retry_at: self
+                        .rules
+                        .retry_after_give_up
+                        .map(|d| crate::config::instant_after(now, d)),
                 };
             }
             StartKind::Planned { by } => {
@@ -599,7 +605,7 @@ impl Policy {
             return self.give_up(cause, now, out);
         }
         if let Some(last) = self.last_restart {
-            let not_before = last + self.rules.restart_cooldown;
+            let not_before = crate::config::instant_after(last, self.rules.restart_cooldown);
             if now < not_before {
                 if !matches!(self.phase, Phase::Pending { .. }) {
                     out.push(Action::Note(Note::RestartDeferred {
@@ -646,7 +652,10 @@ impl Policy {
             cause,
         }));
         self.phase = Phase::GivenUp {
-            retry_at: self.rules.retry_after_give_up.map(|d| now + d),
+            retry_at: self
+                .rules
+                .retry_after_give_up
+                .map(|d| crate::config::instant_after(now, d)),
         };
     }
 }

@@ -113,11 +113,11 @@ pub fn run(cfg: &Config) -> u8 {
     println!("asked the monitor (pid {pid}) to restart the server; waiting for it");
     // Stop, start and verify, plus time for the monitor to finish a check
     // that was under way when the signal came.
-    let deadline = Instant::now()
-        + cfg.server.stop_timeout
+    let wait = cfg.server.stop_timeout
         + cfg.server.startup_timeout
         + cfg.health.health_timeout
         + Duration::from_secs(5);
+    let deadline = crate::config::instant_after(Instant::now(), wait);
     while Instant::now() < deadline {
         if let Ok(s) = state::read(dir) {
             if let Some(p) = s.planned_restart.filter(|p| p.ids.contains(&request.id)) {

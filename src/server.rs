@@ -407,7 +407,7 @@ impl Server {
     }
 
     fn wait_group_gone(&mut self, timeout: Duration, reap: &mut impl FnMut(&mut Server)) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::instant_after(Instant::now(), timeout);
         loop {
             reap(self);
             if !group_alive(self.pgid) {

@@ -264,7 +264,7 @@ impl Dispatcher {
     /// One round for each of `ids` (oldest first) within the budget.
     fn deliver(&mut self, ids: Vec<String>) {
         let start = Instant::now();
-        let budget_end = start + self.timeout;
+        let budget_end = crate::config::instant_after(start, self.timeout);
         let mut attempted = false;
         // Channels that failed in this call, and when the entry that failed
         // on them is due again.
@@ -300,7 +300,9 @@ impl Dispatcher {
                     stop = true;
                     break;
                 }
-                if attempted && Instant::now() + self.timeout > budget_end {
+                if attempted
+                    && crate::config::instant_after(Instant::now(), self.timeout) > budget_end
+                {
                     // No room for another whole attempt: what is left waits
                     // for the next loop turn (still due), after the checks.
                     stop = true;

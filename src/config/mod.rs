@@ -370,14 +370,10 @@ pub fn resolve(
             .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
             .unwrap_or_default(),
         healthy_statuses: r.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
-        warn_memory_percent: r
-            .get("WARN_MEMORY_PERCENT", non_negative_number)
-            .unwrap_or_default(),
-        warn_cpu_percent: r
-            .get("WARN_CPU_PERCENT", non_negative_number)
-            .unwrap_or_default(),
+        warn_memory_percent: r.get("WARN_MEMORY_PERCENT", percent).unwrap_or_default(),
+        warn_cpu_percent: r.get("WARN_CPU_PERCENT", percent).unwrap_or_default(),
         warn_db_response_ms: r
-            .get("WARN_DB_RESPONSE_MS", non_negative_number)
+            .get("WARN_DB_RESPONSE_MS", milliseconds)
             .unwrap_or_default(),
     };
 
@@ -457,7 +453,7 @@ pub fn resolve(
     }
     let smtp_ca_file = r.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
     let smtp_timeout = r
-        .get("SMTP_TIMEOUT", duration_above_zero)
+        .get("SMTP_TIMEOUT", timeout_above_zero)
         .unwrap_or_default();
     let alert_email = r.get("ALERT_EMAIL", addresses).unwrap_or_default();
     let alert_from = r.get("ALERT_FROM", |s| address(s).map(str::to_string));
@@ -754,12 +750,48 @@ impl Resolver<'_> {
 
 // ---- value checks: each returns the value or what is allowed ----
 
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.0)
+/// The longest duration a setting may have (SPEC: 10 years of 365 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest HEALTH_TIMEOUT and SMTP_TIMEOUT: one hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most FAILURE_THRESHOLD, MAX_RESTART_ATTEMPTS and LOG_BACKUPS may be.
+pub const MAX_COUNT: u32 = 1000;
+/// The largest LOG_MAX_BYTES: 1 GiB.
+pub const MAX_LOG_BYTES: u64 = 1 << 30;
+/// The largest LOG_RETENTION_DAYS: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// The largest WARN_MEMORY_PERCENT and WARN_CPU_PERCENT.
+pub const MAX_WARN_PERCENT: f64 = 1000.0;
+/// The largest WARN_DB_RESPONSE_MS: one hour.
+pub const MAX_WARN_MS: f64 = 3_600_000.0;
+
+/// `now + d`, never a panic: a sum past what an `Instant` can hold is
+/// "far in the future" (100 years on), else `now`. Settings are bounded (at
+/// most 10 years), so this is a second line of defence for every deadline
+/// made of a configured duration.
+pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
-fn duration_above_zero(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
+/// A duration from 0 up to `max`; `max_text` says the bound as a user reads it.
+fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
+    let too_large = || format!("expected a duration of at most {max_text}");
+    match parse_duration(text) {
+        Ok(d) if d > max => Err(too_large()),
+        Ok(d) => Ok(d),
+        Err(e) if e.0.starts_with("too large") => Err(too_large()),
+        Err(e) => Err(e.0),
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    bounded_duration(text, MAX_DURATION, "10 years (315360000 s)")
+}
+
+fn above_zero(d: Duration) -> Result<Duration, String> {
+    match d {
         d if d.is_zero() => {
             Err("expected a duration above zero, like `30`, `0.5` or `500ms`".to_string())
         }
@@ -767,11 +799,21 @@ fn duration_above_zero(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// HEALTH_TIMEOUT: minreq takes whole seconds, so `0.5` is refused, not rounded.
+fn duration_above_zero(text: &str) -> Result<Duration, String> {
+    above_zero(duration(text)?)
+}
+
+/// SMTP_TIMEOUT: above zero, at most an hour.
+fn timeout_above_zero(text: &str) -> Result<Duration, String> {
+    above_zero(bounded_duration(text, MAX_TIMEOUT, "1 hour (3600 s)")?)
+}
+
+/// HEALTH_TIMEOUT: minreq takes whole seconds, so `0.5` is refused, not
+/// rounded; at most an hour.
 fn whole_seconds_at_least_one(text: &str) -> Result<Duration, String> {
-    let expected = "expected whole seconds, at least 1, like `5` or `2s`";
+    let expected = "expected whole seconds, at least 1 and at most 1 hour (3600), like `5` or `2s`";
     match parse_duration(text) {
-        Ok(d) if d.as_secs() >= 1 && d.subsec_nanos() == 0 => Ok(d),
+        Ok(d) if d.as_secs() >= 1 && d.subsec_nanos() == 0 && d <= MAX_TIMEOUT => Ok(d),
         _ => Err(expected.to_string()),
     }
 }
@@ -784,20 +826,30 @@ fn unsigned<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
+/// A whole number in `min..=max` (digits only; a number too large for any
+/// integer type is simply out of range).
+fn whole_in(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    let out_of_range = || format!("expected a whole number{what} from {min} to {max}");
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits {
+        return Err(out_of_range());
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(out_of_range()),
+    }
+}
+
 fn count_at_least_one(text: &str) -> Result<u32, String> {
-    unsigned(text)
-        .filter(|&n| n >= 1)
-        .ok_or_else(|| "expected a whole number, at least 1".to_string())
+    whole_in(text, 1, u64::from(MAX_COUNT), "").map(|n| n as u32)
 }
 
 fn days(text: &str) -> Result<u32, String> {
-    unsigned(text).ok_or_else(|| "expected a whole number of days, 0 or more".to_string())
+    whole_in(text, 0, u64::from(MAX_RETENTION_DAYS), " of days").map(|n| n as u32)
 }
 
 fn log_max_bytes(text: &str) -> Result<u64, String> {
-    unsigned(text)
-        .filter(|&n| n >= 4096)
-        .ok_or_else(|| "expected a whole number of bytes, at least 4096".to_string())
+    whole_in(text, 4096, MAX_LOG_BYTES, " of bytes")
 }
 
 fn port(text: &str) -> Result<u16, String> {
@@ -806,11 +858,22 @@ fn port(text: &str) -> Result<u16, String> {
         .ok_or_else(|| "expected a port number from 1 to 65535".to_string())
 }
 
-fn non_negative_number(text: &str) -> Result<f64, String> {
+/// A number from 0 to `max`, like `80` or `12.5`.
+fn number_up_to(text: &str, max: f64) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
-        _ => Err("expected a number, 0 or more, like `80` or `12.5`".to_string()),
+        Ok(n) if n.is_finite() && (0.0..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number from 0 to {max}, like `80` or `12.5`"
+        )),
     }
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    number_up_to(text, MAX_WARN_PERCENT)
+}
+
+fn milliseconds(text: &str) -> Result<f64, String> {
+    number_up_to(text, MAX_WARN_MS)
 }
 
 fn boolean(text: &str) -> Result<bool, String> {

@@ -450,7 +450,8 @@ fn message_names_setting_value_and_what_is_allowed() {
     );
     assert_eq!(
         one("HEALTH_TIMEOUT", "0.5").problems(),
-        ["invalid value `0.5` for HEALTH_TIMEOUT: expected whole seconds, at least 1, like `5` or `2s`"]
+        // Issue 8 item 11: the message says the upper bound too.
+        ["invalid value `0.5` for HEALTH_TIMEOUT: expected whole seconds, at least 1 and at most 1 hour (3600), like `5` or `2s`"]
     );
     assert_eq!(
         one("SMTP_PORT", "70000").problems(),
@@ -476,7 +477,7 @@ fn all_problems_are_reported_at_once() {
             "invalid value `5x` for CHECK_INTERVAL: expected seconds like `30`, `0.5` or `500ms`",
             "invalid value `loud` for LOG_LEVEL: expected debug, info, warning or error",
             // Issue 8: the good lines of a file with a bad line count too.
-            "invalid value `0` for LOG_BACKUPS: expected a whole number, at least 1",
+            "invalid value `0` for LOG_BACKUPS: expected a whole number from 1 to 1000",
             "invalid value `0` for SMTP_PORT: expected a port number from 1 to 65535",
         ]
     );
@@ -960,4 +961,103 @@ fn render_keeps_a_literal_dollar_brace_literal() {
     let again = Input::default().env("X", "expanded").file(&c.render()).ok();
     assert_eq!(again.alert.service_name, "cost ${X} it's \\ ${Y:-z}");
     assert_eq!(again.server, c.server);
+}
+
+// ---- issue 8 item 11: every setting has an upper bound ----
+
+#[test]
+fn every_setting_has_an_upper_bound() {
+    let two_63 = "9223372036854775808";
+    let table: &[(&str, &[&str], &[&str])] = &[
+        (
+            "CHECK_INTERVAL",
+            &["315360000", "87600h"],
+            &[two_63, "315360001", "87601h"],
+        ),
+        (
+            "STARTUP_TIMEOUT",
+            &["315360000"],
+            &[two_63, "18446744073709551615"],
+        ),
+        ("STOP_TIMEOUT", &["315360000"], &[two_63, "5256001m"]),
+        ("RESTART_COOLDOWN", &["315360000"], &[two_63]),
+        (
+            "RETRY_AFTER_GIVE_UP",
+            &["315360000"],
+            &[two_63, "99999999999999999999999"],
+        ),
+        ("HEALTH_TIMEOUT", &["3600", "60m"], &["3601", two_63]),
+        (
+            "SMTP_TIMEOUT",
+            &["3600", "1h"],
+            &["3600.001", "61m", two_63],
+        ),
+        (
+            "FAILURE_THRESHOLD",
+            &["1000"],
+            &["1001", "18446744073709551616"],
+        ),
+        ("MAX_RESTART_ATTEMPTS", &["1000"], &["1001"]),
+        ("LOG_BACKUPS", &["1000"], &["1001", "1000000"]),
+        (
+            "LOG_MAX_BYTES",
+            &["1073741824"],
+            &["1073741825", "18446744073709551615"],
+        ),
+        ("LOG_RETENTION_DAYS", &["36500"], &["36501", "4294967296"]),
+        ("WARN_MEMORY_PERCENT", &["1000"], &["1000.1", "1e300"]),
+        ("WARN_CPU_PERCENT", &["1000"], &["1001"]),
+        ("WARN_DB_RESPONSE_MS", &["3600000"], &["3600001", "1e300"]),
+    ];
+    check_table(table);
+}
+
+#[test]
+fn bound_messages_name_setting_value_and_the_bound() {
+    let table = [
+        (
+            "CHECK_INTERVAL",
+            "9223372036854775808",
+            "expected a duration of at most 10 years (315360000 s)",
+        ),
+        (
+            "SMTP_TIMEOUT",
+            "2h",
+            "expected a duration of at most 1 hour (3600 s)",
+        ),
+        (
+            "LOG_MAX_BYTES",
+            "18446744073709551615",
+            "expected a whole number of bytes from 4096 to 1073741824",
+        ),
+        (
+            "LOG_BACKUPS",
+            "1000000",
+            "expected a whole number from 1 to 1000",
+        ),
+        (
+            "LOG_RETENTION_DAYS",
+            "36501",
+            "expected a whole number of days from 0 to 36500",
+        ),
+        (
+            "WARN_CPU_PERCENT",
+            "5000",
+            "expected a number from 0 to 1000, like `80` or `12.5`",
+        ),
+    ];
+    for (name, value, allowed) in table {
+        assert_eq!(
+            one(name, value).problems(),
+            [format!("invalid value `{value}` for {name}: {allowed}")],
+        );
+    }
+}
+
+#[test]
+fn instant_after_never_panics() {
+    let now = std::time::Instant::now();
+    assert_eq!(instant_after(now, secs(5)), now + secs(5));
+    let far = instant_after(now, Duration::MAX);
+    assert!(far > now + MAX_DURATION, "{far:?}");
 }

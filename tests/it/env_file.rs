@@ -117,9 +117,9 @@ fn values_past_an_upper_bound_are_refused_with_78() {
         (
             "LOG_MAX_BYTES",
             "18446744073709551615",
-            "at most 1073741824",
+            "from 4096 to 1073741824",
         ),
-        ("LOG_BACKUPS", "1000000", "at most 1000"),
+        ("LOG_BACKUPS", "1000000", "from 1 to 1000"),
     ];
     for (name, value, allowed) in table {
         let mut env = base_env();
