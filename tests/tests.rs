@@ -11,6 +11,7 @@ mod it {
     mod demo_server;
     mod hostile;
     mod lifecycle;
+    mod process;
     mod properties;
     mod restart;
     mod service;
