@@ -8,13 +8,20 @@
 //!   monitor runs cannot let a second monitor in. [`Lock::refresh`] puts the
 //!   lock file back when it went missing.
 //!
+//! The flock decides; it is taken first, and its pid written, before the
+//! socket is bound. The name is predictable, so any local user can bind it:
+//! a holder counts as another monitor only when it is a listening stream
+//! socket whose owner (`SO_PEERCRED`) has our uid and runs this program;
+//! anything else is reported ([`Lock::squatter`]) and the flock alone guards.
+//!
 //! Not here: what the monitor does once it holds the locks.
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 
 pub const LOCK_FILE: &str = "server_monitor.lock";
@@ -46,7 +53,8 @@ impl std::fmt::Display for LockError {
 pub struct Lock {
     dir: PathBuf,
     file: fs::File,
-    _name: UnixDatagram,
+    _name: Option<UnixListener>,
+    squatter: Option<String>,
 }
 
 /// Pure: the abstract socket name for a canonical directory path. Linux
@@ -75,21 +83,33 @@ impl Lock {
         let canonical = fs::canonicalize(dir).map_err(io("resolve", dir))?;
         let addr = SocketAddr::from_abstract_name(socket_name(&canonical))
             .map_err(io("name a lock socket for", dir))?;
-        let name = match UnixDatagram::bind_addr(&addr) {
-            Ok(sock) => sock,
+        let file = lock_file(dir)?;
+        let (name, squatter) = match UnixListener::bind_addr(&addr) {
+            Ok(sock) => (Some(sock), None),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                return Err(LockError::Held {
-                    pid: lock_holder(dir),
-                })
+                match name_holder(&socket_name(&canonical)) {
+                    // A monitor whose lock file was removed (with LOG_DIR).
+                    Ok(pid) => {
+                        let _ = file.set_len(0);
+                        return Err(LockError::Held { pid: Some(pid) });
+                    }
+                    Err(who) => (None, Some(who)),
+                }
             }
             Err(e) => return Err(io("bind a lock socket for", dir)(e)),
         };
-        let file = lock_file(dir)?;
         Ok(Lock {
             dir: dir.to_path_buf(),
             file,
             _name: name,
+            squatter,
         })
+    }
+
+    /// Who holds the abstract socket name instead of us, when it is not a
+    /// monitor (then only the flock guards this LOG_DIR).
+    pub fn squatter(&self) -> Option<&str> {
+        self.squatter.as_deref()
     }
 
     /// Puts the lock file back if it was removed or replaced (with `LOG_DIR`,
@@ -141,15 +161,51 @@ fn lock_file(dir: &Path) -> Result<fs::File, LockError> {
     Ok(file)
 }
 
+/// The pid of the monitor holding the abstract name: Ok when it is a
+/// listening stream socket of a process of our uid running this program;
+/// else a description of the holder.
+fn name_holder(name: &[u8]) -> Result<u32, String> {
+    let sock = crate::sys::connect_abstract(name)
+        .map_err(|e| format!("not a monitor's socket (connect: {e})"))?;
+    let (pid, uid) = crate::sys::peer_credentials(sock.as_fd())
+        .map_err(|e| format!("unknown holder (SO_PEERCRED: {e})"))?;
+    let comm = |pid: &str| fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    if uid == crate::sys::effective_uid()
+        && comm(&pid.to_string()).is_some()
+        && comm(&pid.to_string()) == comm("self")
+    {
+        Ok(pid)
+    } else {
+        Err(format!(
+            "pid {pid}, uid {uid}, is not a server-monitor of ours"
+        ))
+    }
+}
+
 /// The pid written in the lock file, if a monitor holds the lock.
+///
+/// NOTE: a monitor that has just taken the lock writes its pid a moment
+/// later: an empty file, or one naming a process that is gone (an old
+/// monitor's), is read again for up to a second.
 pub fn lock_holder(dir: &Path) -> Option<u32> {
     let mut file = fs::File::open(dir.join(LOCK_FILE)).ok()?;
     if file.try_lock_shared().is_ok() {
         return None; // nobody holds it
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let mut text = String::new();
+        file.rewind().ok()?;
+        file.read_to_string(&mut text).ok()?;
+        let pid = text.trim().parse::<u32>().ok();
+        if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            return pid;
+        }
+        if std::time::Instant::now() >= deadline || file.try_lock_shared().is_ok() {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]

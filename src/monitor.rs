@@ -86,6 +86,9 @@ fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> RunError {
 /// Runs the monitor until SIGINT or SIGTERM.
 pub fn run(cfg: &Config) -> Result<(), RunError> {
     let dir = &cfg.log.log_dir;
+    // Descriptors our own parent left open (without close-on-exec) are not
+    // the server's: none of them reaches it or the log writers.
+    sys::cloexec_inherited_fds();
     crate::files::create_dir_0750(dir).map_err(io_err("create the log directory", dir))?;
     let lock = Lock::acquire(dir).map_err(|e| match e {
         LockError::Held { pid } => RunError::AlreadyRunning {
@@ -108,6 +111,9 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     .map_err(|e| RunError::Setup(format!("cannot set up logging: {e}")))?;
     for warning in &cfg.warnings {
         log::warn!("{warning}");
+    }
+    if let Some(who) = lock.squatter() {
+        log::warn!(holder = who; "another process holds this LOG_DIR's lock socket name; relying on the lock file alone");
     }
 
     warn_if_secret_file_readable(cfg);
@@ -187,8 +193,13 @@ struct Monitor<'a> {
     signals: Signals,
     policy: Policy,
     server: Option<Server>,
-    /// A healthy server found at start that this monitor did not start.
+    /// A healthy server answers that this monitor did not start (found at
+    /// start, or started by hand while none of ours ran).
     foreign: bool,
+    /// The last stop could not make sure the old server is gone (no
+    /// STOP_COMMAND, it still answers): until a start is verified, a healthy
+    /// answer counts only if our server holds the listening socket.
+    unstoppable: bool,
     host: String,
     state: State,
     /// The state last written, less `last_check` and `updated`.
@@ -226,6 +237,7 @@ impl<'a> Monitor<'a> {
             policy: Policy::new(cfg.policy.clone(), cfg.server.server_command.is_some(), now),
             server: None,
             foreign: false,
+            unstoppable: false,
             host: cfg.hostname.clone(),
             state,
             saved: None,
@@ -331,7 +343,7 @@ impl<'a> Monitor<'a> {
     /// Carries out one action; returns the event that reports its result.
     fn act(&mut self, action: Action) -> Option<Event> {
         match action {
-            Action::Check => self.check().map(Event::Checked),
+            Action::Check => self.check().map(|outcome| self.judge(outcome)),
             Action::Start(kind) => Some(self.start(kind)),
             Action::Alert(a) => {
                 self.alert(&a);
@@ -385,6 +397,65 @@ impl<'a> Monitor<'a> {
         Some(c.outcome)
     }
 
+    /// What a check's outcome means given the processes: a healthy answer
+    /// while a start is verified counts only if the new server is alive (and,
+    /// when an old one could not be stopped, holds the port); a healthy
+    /// answer while no server of ours runs comes from a foreign one.
+    fn judge(&mut self, outcome: CheckOutcome) -> Event {
+        if !outcome.is_healthy() || self.cfg.server.server_command.is_none() {
+            return Event::Checked(outcome);
+        }
+        if self.policy.is_starting() {
+            if let Some(cause) = self.server_exit() {
+                log::warn!(cause = cause.as_str(); "a healthy answer came, but the new server has already exited: it came from another process");
+                return Event::Exited(cause);
+            }
+            let Some(pgid) = self
+                .server
+                .as_ref()
+                .filter(|s| s.is_running())
+                .map(|s| s.pgid)
+            else {
+                return Event::Checked(outcome);
+            };
+            if self.unstoppable {
+                let ours = local_port(&self.cfg.health.health_url)
+                    .and_then(|port| server::group_listens_on(pgid, port));
+                if ours != Some(true) {
+                    log::debug!("startup probe answered, but not by the new server: the old server that could not be stopped still answers");
+                    return Event::Checked(CheckOutcome::Failed(health::Reason::Other(
+                        "the old server that could not be stopped still answers, not the new one"
+                            .into(),
+                    )));
+                }
+                self.unstoppable = false;
+            }
+            // Verified: record the command line it has now (a wrapper may
+            // have exec'd the real server meanwhile).
+            self.update_pid_file();
+        } else if self.server.is_none() && !self.foreign {
+            log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server answers that this monitor did not start: it will be stopped with STOP_COMMAND before a restart");
+            self.foreign = true;
+        }
+        Event::Checked(outcome)
+    }
+
+    /// Rewrites `server.pid` when the server's command line changed.
+    fn update_pid_file(&mut self) {
+        let dir = &self.cfg.log.log_dir;
+        if let Some(s) = self.server.as_mut() {
+            match s.update_record(dir) {
+                Some(Ok(())) => {
+                    log::debug!(pid = s.pid; "the server's command line changed (exec); server.pid updated")
+                }
+                Some(Err(e)) => {
+                    log::warn!(error = e.to_string().as_str(); "cannot write server.pid")
+                }
+                None => {}
+            }
+        }
+    }
+
     fn start(&mut self, kind: StartKind) -> Event {
         let dir = &self.cfg.log.log_dir;
         match &kind {
@@ -433,6 +504,8 @@ impl<'a> Monitor<'a> {
     /// STOP_COMMAND; leaves no server.pid behind.
     fn stop_server(&mut self) {
         let timeout = self.cfg.server.stop_timeout;
+        // With nothing to stop, `unstoppable` stays as it is: an old server
+        // that could not be stopped before still holds the port.
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
             let stopped = s.stop(timeout);
@@ -443,22 +516,26 @@ impl<'a> Monitor<'a> {
             } else {
                 log::info!(pid = s.pid, ms = ms, killed = false, exit = exit.as_str(); "server stopped");
             }
+            self.unstoppable = server::group_alive(s.pgid);
             PidFile::remove(&self.cfg.log.log_dir);
             self.state.server_pid = None;
         } else if self.foreign {
             self.foreign = false;
-            self.stop_foreign(timeout);
+            self.unstoppable = !self.stop_foreign(timeout);
         }
     }
 
-    fn stop_foreign(&mut self, timeout: Duration) {
+    /// Runs STOP_COMMAND; true once the health URL refuses connections.
+    fn stop_foreign(&mut self, timeout: Duration) -> bool {
         let Some(cmd) = &self.cfg.server.stop_command else {
             log::error!("the server was not started by this monitor and cannot be stopped: set STOP_COMMAND; starting a new one anyway");
-            return;
+            return false;
         };
         log::info!(command = cmd.join(" ").as_str(); "stopping the server with STOP_COMMAND");
         let deadline = crate::config::instant_after(Instant::now(), timeout);
-        let run = Command::new(&cmd[0])
+        let mut run = Command::new(&cmd[0]);
+        server::scrub_env(&mut run);
+        let run = run
             .args(&cmd[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -495,11 +572,12 @@ impl<'a> Monitor<'a> {
                 health::check(&self.cfg.health).outcome,
                 CheckOutcome::Failed(health::Reason::Refused)
             ) {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
+        false
     }
 
     fn alert(&mut self, a: &crate::policy::Alert) {
@@ -534,6 +612,7 @@ impl<'a> Monitor<'a> {
             return;
         }
         self.next_restore = now + Duration::from_secs(1);
+        self.update_pid_file();
         match self.lock.refresh() {
             Ok(false) => return,
             Ok(true) => log::warn!("server_monitor.lock was removed; created again"),
@@ -742,6 +821,37 @@ impl<'a> Monitor<'a> {
     }
 }
 
+/// The port of a health URL whose host is this machine (loopback or
+/// `localhost`); None for another host.
+fn local_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if !local {
+        return None;
+    }
+    match port {
+        Some(p) => p.parse().ok(),
+        None if scheme.eq_ignore_ascii_case("https") => Some(443),
+        None => Some(80),
+    }
+}
+
 /// `server-monitor check`: one check, one line, Nagios exit codes.
 pub fn check_once(cfg: &Config) -> i32 {
     // On a thread, so that a panic of the HTTP client is a CRITICAL line;
@@ -825,5 +935,22 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
         Command::Restart => crate::restart::run(cfg),
         Command::TestAlert => alert::test_alert(cfg),
         Command::Help | Command::Version | Command::Capture { .. } => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_port;
+
+    #[test]
+    fn local_ports_of_health_urls() {
+        assert_eq!(local_port("http://127.0.0.1:8000/health"), Some(8000));
+        assert_eq!(local_port("HTTP://LocalHost/health"), Some(80));
+        assert_eq!(local_port("https://[::1]/h?x=1"), Some(443));
+        assert_eq!(local_port("http://[::1]:9000"), Some(9000));
+        assert_eq!(local_port("http://u:p@127.0.0.2:81/"), Some(81));
+        assert_eq!(local_port("http://example.com:8000/health"), None);
+        assert_eq!(local_port("http://10.0.0.1:8000/health"), None);
+        assert_eq!(local_port("no url"), None);
     }
 }

@@ -26,8 +26,34 @@ pub const STDOUT_LOG: &str = "server.log";
 pub const STDERR_LOG: &str = "server_error.log";
 
 /// Variables meant for the monitor alone: systemd's notify socket and
-/// watchdog must not be inherited by the server (it would speak for us).
-pub const CHILD_ENV_REMOVE: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+/// watchdog must not be inherited by the server (it would speak for us), nor
+/// socket activation's (its descriptors are not passed on).
+pub const CHILD_ENV_REMOVE: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// The monitor's secrets: settings the server has no business reading
+/// (`/proc/<server>/environ` would show them to whoever can read it). The
+/// one list: a new secret setting goes here.
+pub const SECRET_ENV: &[&str] = &[
+    "SMTP_PASSWORD",
+    "SMTP_USERNAME",
+    "ALERT_WEBHOOK_URL",
+    "HEARTBEAT_URL",
+    "STATUS_TOKEN",
+];
+
+/// Removes what the server and the log writers must not inherit.
+pub fn scrub_env(cmd: &mut Command) {
+    for var in CHILD_ENV_REMOVE.iter().chain(SECRET_ENV) {
+        cmd.env_remove(var);
+    }
+}
 
 /// What `server.pid` holds: enough to recognise the same process later.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,6 +192,61 @@ pub fn group_alive(pgid: u32) -> bool {
         .any(|s| s.pgrp == pgid && s.is_alive())
 }
 
+/// The socket inodes of TCP sockets (IPv4 and IPv6) listening on `port`.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(st), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let listens = *st == "0A"
+                && local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+            if let (true, Ok(inode)) = (listens, inode.parse()) {
+                out.push(inode);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a live process of group `pgid` holds a socket listening on TCP
+/// `port`: the proof that the server answering on that port is ours and not
+/// an old one we could not stop. None when no socket listens there at all
+/// (the answer comes through something else: a proxy, a container).
+pub fn group_listens_on(pgid: u32, port: u16) -> Option<bool> {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let dir = fs::read_dir("/proc").ok()?;
+    let members = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| ProcStat::read(pid).is_some_and(|s| s.pgrp == pgid && s.is_alive()));
+    for pid in members {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                if wanted.iter().any(|w| target.as_os_str() == w.as_str()) {
+                    return Some(true);
+                }
+            }
+        }
+    }
+    Some(false)
+}
+
 /// How the server ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExitCause {
@@ -216,6 +297,8 @@ pub struct Server {
     pub is_child: bool,
     pidfd: OwnedFd,
     start_time: u64,
+    /// The command line `server.pid` holds now.
+    recorded: Vec<String>,
     /// Set once the exit is seen.
     exited: Option<ExitCause>,
 }
@@ -262,9 +345,7 @@ impl Server {
         let out = capture_pipe(launch, STDOUT_LOG)?;
         let err = capture_pipe(launch, STDERR_LOG)?;
         let mut cmd = Command::new(program);
-        for var in CHILD_ENV_REMOVE {
-            cmd.env_remove(var);
-        }
+        scrub_env(&mut cmd);
         cmd.args(&launch.command[1..])
             .stdin(Stdio::null())
             .stdout(out)
@@ -284,23 +365,24 @@ impl Server {
             .map_err(|e| SpawnError(format!("pidfd_open({pid}) failed: {e}")))?;
         // The start time is set at fork, so /proc has it already.
         let stat = ProcStat::read(pid);
-        let server = Server {
-            pid,
-            pgid: pid,
-            is_child: true,
-            pidfd,
-            start_time: stat.map_or(0, |s| s.start_time),
-            exited: None,
-        };
+        let start_time = stat.map_or(0, |s| s.start_time);
         let record = PidFile {
             pid,
-            start_time: server.start_time,
+            start_time,
             command: cmdline_after_exec(pid).unwrap_or_else(|| launch.command.to_vec()),
         };
         if let Err(e) = record.write(launch.log_dir) {
             log::error!(pid = pid, error = e.to_string().as_str(); "cannot write {PID_FILE}");
         }
-        Ok(server)
+        Ok(Server {
+            pid,
+            pgid: pid,
+            is_child: true,
+            pidfd,
+            start_time,
+            recorded: record.command,
+            exited: None,
+        })
     }
 
     /// Adopts the process recorded in `server.pid` if it is the same one.
@@ -336,6 +418,7 @@ impl Server {
                     is_child: false,
                     pidfd,
                     start_time: record.start_time,
+                    recorded: record.command.clone(),
                     exited: None,
                 })
             }
@@ -353,6 +436,30 @@ impl Server {
             start_time: stat.start_time,
             command: proc_cmdline(self.pid)?,
         })
+    }
+
+    /// Writes `server.pid` again when the server's command line is no longer
+    /// the one recorded: a wrapper (`sh -c 'exec …'`, `env`, `nice`, a start
+    /// script ending in `exec`) has exec'd the real server, or it renamed
+    /// itself. Without this the next monitor would not recognise it. `None`
+    /// when nothing changed (or the server is gone).
+    pub fn update_record(&mut self, dir: &Path) -> Option<io::Result<()>> {
+        let record = self.record().filter(|r| !r.command.is_empty())?;
+        if record.command == self.recorded {
+            return None;
+        }
+        let written = record.write(dir);
+        if written.is_ok() {
+            self.recorded = record.command;
+        }
+        Some(written)
+    }
+
+    /// Whether the server is still running (not ended, not a zombie).
+    pub fn is_running(&self) -> bool {
+        self.exited.is_none()
+            && ProcStat::read(self.pid)
+                .is_some_and(|s| s.is_alive() && s.start_time == self.start_time)
     }
 
     /// Readable once the server process has ended.
@@ -442,9 +549,7 @@ fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> 
     let path = launch.log_dir.join(file);
     // /proc/self/exe still runs this binary after it was replaced on disk.
     let mut writer_cmd = Command::new("/proc/self/exe");
-    for var in CHILD_ENV_REMOVE {
-        writer_cmd.env_remove(var);
-    }
+    scrub_env(&mut writer_cmd);
     let writer_proc = writer_cmd
         .arg0("server-monitor")
         .arg("__capture")

@@ -181,6 +181,105 @@ pub fn take_usr1() -> bool {
     USR1.swap(false, Ordering::SeqCst)
 }
 
+/// Marks every descriptor from 3 up close-on-exec: what our own parent left
+/// open (a shell's redirection, socket activation's LISTEN_FDS) must not reach
+/// the server or the log writers. Descriptors this process opens itself are
+/// close-on-exec already (std does so), and those meant for a child are
+/// dup'ed onto its 0, 1 and 2. `close_range` (Linux 5.11); before that, one
+/// `fcntl` per entry of /proc/self/fd.
+pub fn cloexec_inherited_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on
+    // descriptors; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its
+        // flags; a number that was closed meanwhile gives EBADF, ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// The pid and uid of the process at the other end of a Unix socket
+/// (`SO_PEERCRED`: for a listener, the one that called `listen`).
+pub fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // SAFETY: a zeroed ucred is a valid out-buffer of the length given.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        check(libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        ))?;
+        Ok((cred.pid as u32, cred.uid))
+    }
+}
+
+/// A non-blocking Unix stream socket connected to the abstract address
+/// `name` (without its leading NUL): it never waits on a listener whose
+/// backlog is full (EAGAIN then).
+pub fn connect_abstract(name: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes integers; the fd it returns is ours alone.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed sockaddr_un is valid; the name is copied within
+    // sun_path's bounds (checked), and the length passed covers what was set.
+    unsafe {
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        if name.len() + 1 > addr.sun_path.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (i, &b) in name.iter().enumerate() {
+            addr.sun_path[i + 1] = b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+        check(libc::connect(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        ))?;
+    }
+    Ok(sock)
+}
+
+/// This process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes nothing.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether process group `pgid` has any member at all, zombies included
 /// (`kill(-pgid, 0)`; EPERM means it exists but is not ours).
 pub fn group_exists(pgid: u32) -> bool {

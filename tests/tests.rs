@@ -12,6 +12,7 @@ mod it {
     mod env_file;
     mod hostile;
     mod lifecycle;
+    mod process;
     mod properties;
     mod restart;
     mod service;

@@ -380,6 +380,22 @@ impl Monitor {
         }
     }
 
+    /// `PROGRAM ARGS...` that ends up exec-ing the monitor (a wrapper such as
+    /// `sh -c '...; exec server-monitor ...'`), with the guards of [`Monitor`].
+    pub fn start_program(
+        dir: &TestDir,
+        env: &[(&str, String)],
+        program: &str,
+        args: &[String],
+    ) -> Monitor {
+        let env = owned_env(env);
+        let log_dir = log_dir_of(dir, &env);
+        Monitor {
+            proc: Proc::spawn(dir.path(), "monitor", program, args, &env),
+            log_dir,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
