@@ -236,6 +236,15 @@ impl<'a> Monitor<'a> {
     }
 
     fn run(mut self) -> Result<(), RunError> {
+        if let Some(every) = self.notify.watchdog() {
+            let waits = [
+                ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
+                ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
+            ];
+            for risk in crate::notify::watchdog_risks(every, &waits) {
+                log::warn!("{risk}");
+            }
+        }
         let begin = self.begin();
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
