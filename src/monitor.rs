@@ -251,6 +251,15 @@ impl<'a> Monitor<'a> {
     }
 
     fn run(mut self) -> Result<(), RunError> {
+        if let Some(every) = self.notify.watchdog() {
+            let waits = [
+                ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
+                ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
+            ];
+            for risk in crate::notify::watchdog_risks(every, &waits) {
+                log::warn!("{risk}");
+            }
+        }
         let begin = self.begin();
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
@@ -344,7 +353,7 @@ impl<'a> Monitor<'a> {
     fn act(&mut self, action: Action) -> Option<Event> {
         match action {
             Action::Check => self.check().map(|outcome| self.judge(outcome)),
-            Action::Start(kind) => Some(self.start(kind)),
+            Action::Start(kind) => self.start(kind),
             Action::Alert(a) => {
                 self.alert(&a);
                 None
@@ -456,7 +465,10 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    fn start(&mut self, kind: StartKind) -> Event {
+    /// Stops the server if `kind` is a restart, then starts a new one;
+    /// `None` when a stop signal came meanwhile: then nothing is spawned
+    /// (the loop ends at once, and there is nothing left to stop).
+    fn start(&mut self, kind: StartKind) -> Option<Event> {
         let dir = &self.cfg.log.log_dir;
         match &kind {
             StartKind::First => {}
@@ -476,8 +488,14 @@ impl<'a> Monitor<'a> {
             self.state.restarts_total += 1;
             self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
         }
+        // Never spawn after a stop signal (issue 8, item 9): the new server
+        // would only be stopped again on the way out.
+        if self.signals.shutdown_requested() {
+            log::info!("the monitor is stopping: no new server is started");
+            return None;
+        }
         let Some(command) = &self.cfg.server.server_command else {
-            return Event::SpawnFailed("no SERVER_COMMAND".into());
+            return Some(Event::SpawnFailed("no SERVER_COMMAND".into()));
         };
         let launch = Launch {
             command,
@@ -491,11 +509,11 @@ impl<'a> Monitor<'a> {
                 log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started");
                 self.state.server_pid = Some(s.pid);
                 self.server = Some(s);
-                Event::Spawned
+                Some(Event::Spawned)
             }
             Err(e) => {
                 log::error!(error = e.to_string().as_str(); "cannot start the server");
-                Event::SpawnFailed(e.to_string())
+                Some(Event::SpawnFailed(e.to_string()))
             }
         }
     }

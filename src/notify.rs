@@ -46,6 +46,28 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
     Some(Duration::from_micros(usec) / 2)
 }
 
+/// Pure: the settings whose waits come near half of the watchdog interval
+/// (`ping_every` is that half): during such a wait the loop does not ping, so
+/// systemd may kill the monitor mid-stop or mid-delivery. Each item names the
+/// setting, its value and the limit.
+pub fn watchdog_risks(ping_every: Duration, waits: &[(&str, Duration)]) -> Vec<String> {
+    // "Near": within 80% of the ping interval leaves too little for the rest
+    // of the loop turn.
+    let limit = ping_every.mul_f64(0.8);
+    waits
+        .iter()
+        .filter(|(_, d)| *d >= limit)
+        .map(|(name, d)| {
+            format!(
+                "{name}={}s comes near half of the systemd watchdog ({}s); raise WatchdogSec to more than {}s",
+                d.as_secs_f64(),
+                (ping_every * 2).as_secs_f64(),
+                (d.mul_f64(2.5)).as_secs_f64().ceil()
+            )
+        })
+        .collect()
+}
+
 pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
@@ -119,6 +141,11 @@ impl Notifier {
         }
     }
 
+    /// The watchdog ping interval, when systemd watches this process.
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
     /// When the next watchdog ping is due.
     pub fn next_ping(&self) -> Option<Instant> {
         self.next_ping
@@ -169,6 +196,24 @@ mod tests {
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("x"), None, 7), None);
         assert_eq!(watchdog_interval(None, None, 7), None);
+    }
+
+    #[test]
+    fn waits_near_half_the_watchdog_are_named() {
+        let half = Duration::from_secs(15);
+        let risks = watchdog_risks(
+            half,
+            &[
+                ("STOP_TIMEOUT", Duration::from_secs(15)),
+                ("SMTP_TIMEOUT", Duration::from_secs(10)),
+            ],
+        );
+        assert_eq!(risks.len(), 1, "{risks:?}");
+        assert!(risks[0].starts_with("STOP_TIMEOUT=15s"), "{risks:?}");
+        assert!(risks[0].contains("(30s)"), "{risks:?}");
+        let risks = watchdog_risks(half, &[("SMTP_TIMEOUT", Duration::from_secs(12))]);
+        assert_eq!(risks.len(), 1, "12 s is 80% of 15 s: {risks:?}");
+        assert!(watchdog_risks(half, &[("STOP_TIMEOUT", Duration::from_secs(2))]).is_empty());
     }
 
     #[test]

@@ -38,6 +38,12 @@
 //!   allowed attempt fails verification, one "Down" alert, no more restarts
 //!   (but one every `RETRY_AFTER_GIVE_UP`), checks go on; the first healthy
 //!   check then sends "Recovered" and starts over;
+//! - "Down" goes out once per give-up episode, which only "Recovered" ends. A
+//!   retry (`RETRY_AFTER_GIVE_UP`) is a restart: it counts as an attempt and
+//!   sets the cooldown; verified, it is on probation and sends "Recovered"
+//!   (attempts to zero) once healthy for `RESTART_COOLDOWN`; a retried server
+//!   that fails before that goes back to given-up with no second "Down". A
+//!   verified planned restart out of give-up is a recovery at once;
 //! - without a server command nothing can be restarted: a due restart gives up
 //!   at once (watch-and-alert mode).
 
@@ -158,6 +164,8 @@ pub enum Note {
     GaveUp {
         attempts: u32,
         last_error: String,
+        /// The "Down" alert of this episode went out already.
+        alerted: bool,
     },
     AttemptsReset,
     AlreadyRestarting {
@@ -190,7 +198,11 @@ impl fmt::Display for Note {
                     StartKind::Restart { .. } | StartKind::Retry { .. } => "restart",
                     StartKind::Planned { .. } => "planned restart",
                 };
-                write!(f, "server verified healthy {:.3}s after its {what}", after.as_secs_f64())
+                write!(
+                    f,
+                    "server verified healthy {:.3}s after its {what}",
+                    after.as_secs_f64()
+                )
             }
             Note::VerifyFailed { reason, .. } => {
                 write!(f, "server failed verification: {reason}")
@@ -201,13 +213,26 @@ impl fmt::Display for Note {
                 wait.as_secs_f64()
             ),
             Note::RestartCancelled => f.write_str("server is healthy again; restart cancelled"),
-            Note::GaveUp { attempts, last_error } => write!(
-                f,
-                "giving up after {attempts} restart attempts (last error: {last_error}); manual intervention required"
-            ),
+            Note::GaveUp {
+                attempts,
+                last_error,
+                alerted,
+            } => {
+                write!(
+                    f,
+                    "giving up after {attempts} restart attempts (last error: {last_error}); manual intervention required"
+                )?;
+                if *alerted {
+                    f.write_str(" (the Down alert of this episode was sent already)")?;
+                }
+                Ok(())
+            }
             Note::AttemptsReset => f.write_str("server stayed healthy; restart attempts reset"),
             Note::AlreadyRestarting { by } => {
-                write!(f, "restart requested by {by} ignored: a start is in progress")
+                write!(
+                    f,
+                    "restart requested by {by} ignored: a start is in progress"
+                )
             }
             Note::CannotRestart { by } => write!(
                 f,
@@ -260,6 +285,11 @@ pub struct Policy {
     attempts: u32,
     last_restart: Option<Instant>,
     last_error: Option<String>,
+    /// A "Down" alert went out and no "Recovered" since: the give-up episode
+    /// is open, and giving up again within it sends no second "Down".
+    down_alerted: bool,
+    /// The failed checks of the open episode, for its "Recovered" alert.
+    down_failures: u32,
 }
 
 /// What the state file and `status` show.
@@ -282,6 +312,8 @@ impl Policy {
             attempts: 0,
             last_restart: None,
             last_error: None,
+            down_alerted: false,
+            down_failures: 0,
         }
     }
 
@@ -458,11 +490,16 @@ impl Policy {
                 if healthy {
                     self.failures = 0;
                     let since = *healthy_since.get_or_insert(now);
-                    if self.attempts > 0
-                        && now >= crate::config::instant_after(since, self.rules.restart_cooldown)
-                    {
+                    let stable =
+                        now >= crate::config::instant_after(since, self.rules.restart_cooldown);
+                    if self.attempts > 0 && stable {
                         self.attempts = 0;
                         out.push(Action::Note(Note::AttemptsReset));
+                    }
+                    if self.down_alerted && stable {
+                        // A retry out of give-up that stayed healthy: the
+                        // episode that began with "Down" ends here.
+                        self.recovered(now, out);
                     }
                 } else {
                     *healthy_since = None;
@@ -488,14 +525,7 @@ impl Policy {
             }
             Phase::GivenUp { .. } => {
                 if healthy {
-                    out.push(Action::Alert(Alert::Recovered {
-                        failures: self.failures,
-                    }));
-                    self.failures = 0;
-                    self.attempts = 0;
-                    self.phase = Phase::Running {
-                        healthy_since: Some(now),
-                    };
+                    self.recovered(now, out);
                 } else {
                     self.failures += 1;
                     self.last_error = Some(reason);
@@ -536,12 +566,18 @@ impl Policy {
                 down_checks: *down_checks,
                 cause: cause.clone(),
             })),
-            StartKind::Retry { cause, down_checks } => {
-                self.attempts = 0;
-                out.push(Action::Alert(Alert::Restarted {
-                    down_checks: *down_checks,
-                    cause: cause.clone(),
-                }));
+            // A retry out of give-up is on probation: it counted as an
+            // attempt and set the cooldown; it ends the episode ("Recovered")
+            // only once healthy for RESTART_COOLDOWN, and a server that dies
+            // before that goes back to given-up without a second "Down".
+            StartKind::Retry { .. } => {
+                self.down_failures = self.down_failures.max(self.failures);
+            }
+            // Someone restarted it on purpose while given up, and it came up
+            // healthy: that is a recovery.
+            StartKind::Planned { .. } if self.down_alerted => {
+                self.down_failures = self.down_failures.max(self.failures);
+                self.recovered(now, out);
             }
             StartKind::First | StartKind::Planned { .. } => {}
         }
@@ -550,6 +586,20 @@ impl Policy {
             healthy_since: Some(now),
         };
         self.next_check = crate::config::instant_after(now, self.rules.check_interval);
+    }
+
+    /// "Server Recovered": the give-up episode is over, counters to zero.
+    fn recovered(&mut self, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Alert(Alert::Recovered {
+            failures: self.down_failures.max(self.failures),
+        }));
+        self.down_alerted = false;
+        self.down_failures = 0;
+        self.failures = 0;
+        self.attempts = 0;
+        self.phase = Phase::Running {
+            healthy_since: Some(now),
+        };
     }
 
     fn verify_failed(
@@ -630,7 +680,9 @@ impl Policy {
     }
 
     fn start(&mut self, kind: StartKind, now: Instant, out: &mut Vec<Action>) {
-        if let StartKind::Restart { .. } = kind {
+        // A retry after giving up is a restart like any other: it counts and
+        // it sets the cooldown.
+        if let StartKind::Restart { .. } | StartKind::Retry { .. } = kind {
             self.attempts += 1;
             self.last_restart = Some(now);
         }
@@ -643,14 +695,18 @@ impl Policy {
         out.push(Action::Note(Note::GaveUp {
             attempts: self.attempts,
             last_error: last_error.clone(),
+            alerted: self.down_alerted,
         }));
-        out.push(Action::Alert(Alert::Down {
-            failures: self.failures,
-            attempts: self.attempts,
-            max_attempts: self.rules.max_restart_attempts,
-            last_error,
-            cause,
-        }));
+        if !self.down_alerted {
+            out.push(Action::Alert(Alert::Down {
+                failures: self.failures,
+                attempts: self.attempts,
+                max_attempts: self.rules.max_restart_attempts,
+                last_error,
+                cause,
+            }));
+            self.down_alerted = true;
+        }
         self.phase = Phase::GivenUp {
             retry_at: self
                 .rules
@@ -1162,9 +1218,175 @@ mod tests {
         s.feed(Event::Spawned);
         s.at(201.7).feed(Event::Tick);
         s.feed(healthy());
-        assert!(matches!(s.alerts.last(), Some(Alert::Restarted { .. })));
+        // Verified: running, but on probation (issue 8, item 7): no alert
+        // yet, the retries counted, the attempts are not reset at once.
+        assert_eq!(s.alerts.len(), 1, "{:?}", s.alerts);
         assert_eq!(s.phase(), "running");
+        assert_eq!(s.p.snapshot().attempts, 3);
+        // Healthy for RESTART_COOLDOWN (60 s): the episode ends.
+        for i in 1..=6 {
+            s.check_at(201.7 + 10.0 * i as f64, healthy());
+        }
+        assert!(matches!(s.alerts.last(), Some(Alert::Recovered { .. })));
         assert_eq!(s.p.snapshot().attempts, 0);
+    }
+
+    impl Scenario {
+        /// Moves the clock on by `d`.
+        fn after(&mut self, d: Duration) -> &mut Scenario {
+            self.now += d;
+            self
+        }
+
+        /// Ticks, and answers every check the tick asks for with `ev`.
+        fn tick_answering(&mut self, ev: &Event) -> Vec<Action> {
+            let actions = self.feed(Event::Tick);
+            if actions.contains(&Action::Check) {
+                self.feed(ev.clone());
+            }
+            actions
+        }
+
+        fn count(&self, what: fn(&Alert) -> bool) -> usize {
+            self.alerts.iter().filter(|a| what(a)).count()
+        }
+    }
+
+    fn is_down(a: &Alert) -> bool {
+        matches!(a, Alert::Down { .. })
+    }
+
+    fn is_restarted(a: &Alert) -> bool {
+        matches!(a, Alert::Restarted { .. })
+    }
+
+    fn is_recovered(a: &Alert) -> bool {
+        matches!(a, Alert::Recovered { .. })
+    }
+
+    /// Given up after one attempt, with RETRY_AFTER_GIVE_UP = `retry`.
+    fn given_up(cooldown: Duration, retry: Duration) -> Scenario {
+        let mut s = Scenario::running(PolicySettings {
+            max_restart_attempts: 1,
+            restart_cooldown: cooldown,
+            retry_after_give_up: Some(retry),
+            ..rules()
+        });
+        s.after(SEC).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.count(is_down), 1);
+        s
+    }
+
+    /// Waits (ticking every 10 ms, checks failing) until a retry starts.
+    fn until_retry(s: &mut Scenario, limit: Duration) {
+        let end = s.now + limit;
+        while s.now < end {
+            s.after(Duration::from_millis(10));
+            let actions = s.tick_answering(&failed());
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::Start(StartKind::Retry { .. })))
+            {
+                return;
+            }
+        }
+        panic!("no retry within {limit:?}");
+    }
+
+    #[test]
+    fn a_retry_counts_as_an_attempt_and_sets_the_cooldown() {
+        let mut s = given_up(4 * SEC, 5 * SEC);
+        until_retry(&mut s, 6 * SEC);
+        assert_eq!(s.p.snapshot().attempts, 2, "the retry counted");
+        let retry_at = s.now;
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).tick_answering(&healthy());
+        assert_eq!(s.phase(), "running");
+        // Dies 1.7 s after the retry: not restarted before the cooldown,
+        // and not from zero attempts: back to given-up.
+        s.after(Duration::from_millis(1600));
+        s.feed(Event::Exited("process exited with status 1".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.restarts(), 1, "no restart after the retry");
+        // The next start is the next retry, RETRY_AFTER_GIVE_UP later.
+        let before = s.starts.len();
+        until_retry(&mut s, 6 * SEC);
+        assert_eq!(s.starts.len(), before + 1);
+        assert!(s.now >= retry_at + 4 * SEC, "the cooldown holds");
+    }
+
+    #[test]
+    fn a_retry_that_dies_before_the_cooldown_sends_no_second_down() {
+        // The issue's case: a server that dies seconds after every retry,
+        // for a minute and more: one Down, no Restarted, no Recovered.
+        let mut s = given_up(4 * SEC, 5 * SEC);
+        for _ in 0..12 {
+            until_retry(&mut s, 6 * SEC);
+            s.feed(Event::Spawned);
+            s.after(SEC / 10).tick_answering(&healthy());
+            s.after(2 * SEC)
+                .feed(Event::Exited("process exited with status 1".into()));
+            assert_eq!(s.phase(), "given-up");
+        }
+        assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
+        assert_eq!(s.count(is_restarted), 0, "{:?}", s.alerts);
+        assert_eq!(s.count(is_recovered), 0, "{:?}", s.alerts);
+        assert_eq!(s.restarts(), 1);
+    }
+
+    #[test]
+    fn a_retry_healthy_for_the_cooldown_recovers_and_resets_attempts() {
+        let mut s = given_up(4 * SEC, 5 * SEC);
+        until_retry(&mut s, 6 * SEC);
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).tick_answering(&healthy());
+        // Healthy checks for just under the cooldown: still on probation.
+        for _ in 0..3 {
+            s.after(SEC).tick_answering(&healthy());
+        }
+        assert_eq!(s.count(is_recovered), 0);
+        assert_eq!(s.p.snapshot().attempts, 2);
+        s.after(SEC * 10).tick_answering(&healthy());
+        assert_eq!(s.count(is_recovered), 1, "{:?}", s.alerts);
+        assert_eq!(s.p.snapshot().attempts, 0);
+        assert_eq!(s.p.snapshot().failures, 0);
+        // A new episode may begin: it gets its own Down.
+        s.after(SEC * 10).feed(Event::Exited("x".into()));
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.count(is_down), 2, "{:?}", s.alerts);
+    }
+
+    #[test]
+    fn a_verified_planned_restart_out_of_give_up_is_a_recovery() {
+        let mut s = given_up(60 * SEC, 600 * SEC);
+        s.after(SEC)
+            .feed(Event::PlannedRestart { by: "ops".into() });
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).tick_answering(&healthy());
+        assert_eq!(s.phase(), "running");
+        assert!(
+            matches!(s.alerts.last(), Some(Alert::Recovered { .. })),
+            "{:?}",
+            s.alerts
+        );
+        assert_eq!(s.p.snapshot().attempts, 0);
+        assert_eq!(s.count(is_restarted), 0);
+    }
+
+    #[test]
+    fn a_planned_restart_out_of_give_up_that_fails_sends_no_second_down() {
+        let mut s = given_up(60 * SEC, 600 * SEC);
+        s.after(SEC)
+            .feed(Event::PlannedRestart { by: "ops".into() });
+        s.feed(Event::Spawned);
+        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
     }
 
     #[test]

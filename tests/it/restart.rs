@@ -797,3 +797,45 @@ fn quoted_printable_bodies_are_decoded() {
         assert_eq!(decode_quoted_printable(encoded), want, "{encoded:?}");
     }
 }
+
+/// Issue 8, item 9: a SIGTERM while a restart waits for a server that
+/// ignores SIGTERM: the stop is finished, no new server is spawned, and the
+/// monitor exits within STOP_TIMEOUT and a second (plus slack for a loaded
+/// machine).
+#[test]
+fn sigterm_during_a_restarts_stop_spawns_no_new_server() {
+    let dir = TestDir::new("restart-sigterm-during-stop");
+    let port = free_port();
+    let fault = dir.join("fault");
+    // The group ignores SIGTERM but for the demo itself, which dies at once:
+    // the stop then waits the whole STOP_TIMEOUT before SIGKILL.
+    let demo = demo_server_args(port, &["--fault-file", path_str(&fault)]).join(" ");
+    let script = format!("trap '' TERM; {demo} & while :; do sleep 0.1; done");
+    let mut m = Monitor::start(
+        &dir,
+        &settings(port, &[("STOP_TIMEOUT", "3")]),
+        &["sh".to_string(), "-c".to_string(), script],
+    );
+    wait_running(&m);
+    dir.write("fault", "fail\n");
+    m.wait_for(SLOW, "the restart to begin", || {
+        count_lines(&m, RESTARTING) == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    assert!(m.signal(libc::SIGTERM));
+    let status = m.wait_exit(Duration::from_secs(8));
+    let took = t.elapsed();
+    assert!(status.is_some(), "the monitor did not exit\n{}", m.dump());
+    assert_eq!(
+        count_lines(&m, STARTED),
+        1,
+        "no server started after the stop signal\n{}",
+        m.dump()
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "exit took {took:?}\n{}",
+        m.dump()
+    );
+}
