@@ -77,7 +77,7 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 install: release
-	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh $(INSTALL_ARGS)
 
 DEB_OUT ?= target/deb
 deb: release

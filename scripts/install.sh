@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --command) value "$@"; command=$2; shift 2 ;;
     --health-url) value "$@"; health_url=$2; shift 2 ;;
     --now) now=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) fail "unknown argument: $1 (see --help)" ;;
   esac
 done
