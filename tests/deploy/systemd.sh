@@ -169,6 +169,7 @@ sleep 2
 pid_gone "$m1" || die "the frozen monitor $m1 is still there"
 s3=$(server_pid)
 check "watchdog fired (journal: Watchdog timeout); monitor $m1 -> $(prop server-monitor MainPID), server $s2 -> $s3, one server"
+say "after the watchdog: /srv/app holds $(ct ls /srv/app | tr '\n' ' ')"
 ct rm /etc/systemd/system/server-monitor.service.d/zz-test-watchdog.conf
 ct systemctl daemon-reload
 
@@ -249,7 +250,8 @@ say "fresh container for the package (pid 1 = $CT_PID1)"
 # (no package lists in this root: it would fail if it needed the network).
 apt_local() { ct bash -c 'cd /mnt/deploy && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "./$1"' apt "$1"; }
 if apt_local "$deb1" > "$work/apt.log" 2>&1; then
-  say "apt-get install ./$deb1: done (offline)"
+  if grep '^Get:' "$work/apt.log" | grep -qv ' /mnt/deploy/'; then cat "$work/apt.log"; die "apt-get downloaded something for a local .deb"; fi
+  say "apt-get install ./$deb1: done, nothing downloaded"
 else
   cat "$work/apt.log"
   die "apt-get install of the local .deb failed"
