@@ -46,11 +46,14 @@ debian_mirror() {
   die "no Debian bookworm mirror found in /etc/apt/sources.list{,.d}: cannot debootstrap"
 }
 
-# ensure_root DIR: a Debian 12 root with systemd in DIR, built once with
+# ensure_root DIR: a Debian 12 root with systemd (and python3-venv, for an
+# app with a venv) in DIR, built once with
 # debootstrap (into DIR.tmp, renamed when complete) and reused afterwards.
+# The packages of the root; a root built with another list is built again.
+ROOT_PACKAGES=systemd,systemd-sysv,dbus,python3-venv
 ensure_root() {
   local root=$1 mirror start
-  if [ -x "$root/lib/systemd/systemd" ] && [ -f "$root/.complete" ]; then
+  if [ -x "$root/lib/systemd/systemd" ] && [ "$(cat "$root/.complete" 2>/dev/null)" = "$ROOT_PACKAGES" ]; then
     say "cached Debian 12 root: $root"
     return 0
   fi
@@ -60,13 +63,13 @@ ensure_root() {
   mkdir -p "$(dirname "$root")"
   start=$SECONDS
   say "debootstrap bookworm from $mirror into $root (once; cached afterwards)"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus \
+  debootstrap --variant=minbase --include="$ROOT_PACKAGES" \
       bookworm "$root.tmp" "$mirror" > "$root.debootstrap.log" 2>&1 \
     || { tail -20 "$root.debootstrap.log" >&2; die "debootstrap failed (log: $root.debootstrap.log)"; }
   # No getty on the pipe console; a machine id so journald keeps a journal.
   rm -f "$root.tmp/etc/machine-id"
   systemd-machine-id-setup --root="$root.tmp" >/dev/null 2>&1 || true
-  touch "$root.tmp/.complete"
+  echo "$ROOT_PACKAGES" > "$root.tmp/.complete"
   mv "$root.tmp" "$root"
   say "root built in $((SECONDS - start)) s"
 }

@@ -224,7 +224,7 @@ done
 for name in a b; do
   is_active "server-monitor@$name" || die "server-monitor@$name not active"
   healthy "${IP[$name]}" || die "instance $name not healthy"
-  ct test -s "/var/log/server-monitor/$name/server.pid" || die "no /var/log/server-monitor/$name/server.pid"
+  ct test -s "/var/log/server-monitor-$name/server.pid" || die "no /var/log/server-monitor-$name/server.pid"
   ct test -d "/srv/app-$name/logs" || die "instance $name wrote no /srv/app-$name/logs"
   ct test -f "/etc/systemd/system/server-monitor@$name.service.d/app.conf" || die "no drop-in for instance $name"
 done
@@ -233,6 +233,55 @@ ct systemctl stop server-monitor@a
 is_active server-monitor@b && healthy "${IP[b]}" || die "stopping instance a disturbed b"
 unhealthy "${IP[a]}" || die "instance a's server still answers"
 check "two template instances side by side, each its own LOG_DIR and drop-in; one stops alone"
+
+say "an app as the README's: user chatbot, /srv/chatbot, a venv, its own logs/ (template instance chatbot)"
+C=$(free_port)
+ct useradd --system --user-group --home-dir /srv/chatbot --shell /usr/sbin/nologin chatbot
+ct install -d -o chatbot -g chatbot -m 0750 /srv/chatbot
+ct tee /srv/chatbot/app.py >/dev/null <<'PY'
+# A tiny app in the manner of the chatbot server: logs/ in its own directory.
+import http.server, json, logging, os, sys
+os.makedirs("logs", exist_ok=True)
+logging.basicConfig(filename="logs/app.log", level=logging.INFO)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "healthy"}).encode()
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        logging.info("GET %s", self.path)
+    def log_message(self, *args):
+        pass
+logging.info("starting on %s", sys.argv[1])
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+PY
+ct chown chatbot:chatbot /srv/chatbot/app.py
+ct setpriv --reuid chatbot --regid chatbot --init-groups python3 -m venv /srv/chatbot/.venv
+tuning | ct tee /etc/server-monitor/chatbot.env >/dev/null
+ct chmod 0600 /etc/server-monitor/chatbot.env
+ct /mnt/deploy/scripts/install.sh --instance chatbot --user chatbot --workdir /srv/chatbot \
+  --command "/srv/chatbot/.venv/bin/python app.py $C" --health-url "http://127.0.0.1:$C/health" --now >/dev/null \
+  || { ct journalctl -u server-monitor@chatbot --no-pager | tail -20
+       ct tail -20 /var/log/server-monitor-chatbot/server_error.log || true
+       die "enable --now server-monitor@chatbot failed"; }
+is_active server-monitor@chatbot || die "server-monitor@chatbot not active"
+healthy "$C" || die "the venv app is not healthy"
+py=$(server_pid /var/log/server-monitor-chatbot)
+[ "$(ct stat -c %U /proc/"$py")" = chatbot ] || die "the venv app does not run as chatbot"
+wait_until 10 "the venv app wrote /srv/chatbot/logs/app.log" ct grep -q 'GET /health' /srv/chatbot/logs/app.log
+[ "$(ct stat -c %U /srv/chatbot/logs/app.log)" = chatbot ] || die "logs/app.log not chatbot's"
+if ct grep -qi 'read-only file system' /var/log/server-monitor-chatbot/server_error.log; then
+  die "the venv app got 'Read-only file system'"
+fi
+# The main unit (user app) starting again leaves the instance's files alone.
+ct systemctl restart server-monitor
+[ "$(ct stat -c %U /var/log/server-monitor-chatbot/server_monitor.log)" = chatbot ] \
+  || die "restarting server-monitor.service took the chatbot instance's log"
+ct systemctl stop server-monitor@chatbot
+pid_gone "$py" || die "the venv app still runs after stop"
+check "a venv app of user chatbot runs and writes /srv/chatbot/logs/app.log under the hardened template unit"
 
 say "systemd-analyze security server-monitor"
 ct systemd-analyze security --no-pager server-monitor | sed 's/^/    /' || true
