@@ -11,7 +11,7 @@ DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: demo test release bench compare soak fuzz install clean help
+.PHONY: demo test release bench compare soak fuzz install clean help deb test-systemd
 
 help:
 	@echo "make demo     run the monitor on the bundled demo server (foreground, Ctrl-C stops)"
@@ -22,6 +22,8 @@ help:
 	@echo "make soak     long runs: 100,000 checks, 1,000 restarts; leaks, zombies (scripts/soak.sh)"
 	@echo "make fuzz     fuzz the parsers, FUZZ_SECONDS each (scripts/fuzz.sh; needs cargo-fuzz)"
 	@echo "make install  the release binary, systemd units and an example env file (PREFIX, DESTDIR)"
+	@echo "make deb      the Debian package (dpkg-deb), in DEB_OUT (target/deb)"
+	@echo "make test-systemd  boot Debian 12 under systemd-nspawn: the unit and the package (root)"
 
 # The monitor in the foreground, watching the demo server on 127.0.0.1:$(DEMO_PORT).
 demo:
@@ -51,6 +53,7 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	$(MAKE) test-systemd
 
 # The static release binary, size-minded profile (Cargo.toml [profile.release]).
 release:
@@ -74,7 +77,15 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 install: release
-	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) BINARY=$(RELEASE_BIN) scripts/install.sh $(INSTALL_ARGS)
+
+DEB_OUT ?= target/deb
+deb: release
+	scripts/deb/build.sh $(RELEASE_BIN) $(DEB_OUT)
+
+# Boots a cached Debian 12 root (target/deploy/) with systemd-nspawn; needs root.
+test-systemd:
+	RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" tests/deploy/systemd.sh
 
 clean:
 	$(CARGO) clean
