@@ -24,6 +24,8 @@ use crate::sys::{self, WaitStatus};
 pub const PID_FILE: &str = "server.pid";
 pub const STDOUT_LOG: &str = "server.log";
 pub const STDERR_LOG: &str = "server_error.log";
+/// The size asked for each capture pipe (F_SETPIPE_SZ).
+pub const PIPE_BYTES: usize = 1 << 20;
 
 /// Variables meant for the monitor alone: systemd's notify socket and
 /// watchdog must not be inherited by the server (it would speak for us).
@@ -439,6 +441,9 @@ pub struct Stopped {
 fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> {
     let fail = |e: io::Error| SpawnError(format!("cannot set up capture of {file}: {e}"));
     let (reader, writer) = io::pipe().map_err(fail)?;
+    // Room for bursts while the writer is busy (the default is 64 KiB); at
+    // worst the default stays, which is no reason not to start.
+    let _ = sys::set_pipe_size(writer.as_fd(), PIPE_BYTES);
     let path = launch.log_dir.join(file);
     // /proc/self/exe still runs this binary after it was replaced on disk.
     let mut writer_cmd = Command::new("/proc/self/exe");
