@@ -131,3 +131,91 @@ fn carriage_return_output_keeps_the_writer_small() {
     );
     assert!(http_get(port, "/health", Duration::from_secs(2)).is_some_and(|r| r.0 == 200));
 }
+
+/// Issue 8 item 3: when the writes cannot go on (here `server.log` is a FIFO
+/// nobody reads, so the writer's open blocks), the server is not blocked: it
+/// writes 5 MB, keeps answering, is not restarted; once the FIFO is read,
+/// one line says how much was dropped.
+#[test]
+fn a_stalled_log_write_does_not_block_the_server() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TestDir::new("capture-stall");
+    fs::create_dir_all(dir.join("logs")).unwrap();
+    let fifo = dir.join("logs/server.log");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = free_port();
+    let m = Monitor::start(&dir, &settings(port), &demo_server_args(port, &[]));
+    m.wait_for(LONG, "a healthy server", || {
+        m.server_pid().is_some()
+            && http_get(port, "/health", Duration::from_secs(2)).is_some_and(|r| r.0 == 200)
+    });
+    let server = m.server_pid().unwrap();
+    // 50 000 lines of 100 bytes: far more than the pipe and the queue hold.
+    let spew = http_get(port, "/spew?n=50000", Duration::from_secs(20));
+    assert_eq!(
+        spew.map(|r| r.0),
+        Some(200),
+        "the server blocked on its output\n{}",
+        m.dump()
+    );
+    for _ in 0..10 {
+        assert!(
+            http_get(port, "/health", Duration::from_secs(2)).is_some_and(|r| r.0 == 200),
+            "{}",
+            m.dump()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        m.server_pid(),
+        Some(server),
+        "the server was restarted\n{}",
+        m.dump()
+    );
+    // Writing works again: read the FIFO.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let marker = |got: &[u8]| {
+        let text = String::from_utf8_lossy(got);
+        text.lines().find_map(|l| {
+            l.strip_prefix("[server-monitor: ")?
+                .strip_suffix(" bytes dropped]")?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    wait_or_panic(
+        LONG,
+        "the dropped-bytes line",
+        || {
+            match reader.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read the FIFO: {e}"),
+            }
+            marker(&got).is_some()
+        },
+        || m.dump(),
+    );
+    let dropped = marker(&got).unwrap();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let kept = text.lines().filter(|l| l.starts_with("spew ")).count() as u64;
+    // Every spew line is either kept or counted (a few access lines too).
+    let spewed = 50_000 * 100;
+    assert!(
+        dropped >= spewed - kept * 100 && dropped <= spewed - kept * 100 + 100_000,
+        "dropped {dropped}, kept {kept} spew lines"
+    );
+    assert!(dropped >= 1_000_000, "dropped {dropped}");
+    assert_eq!(m.server_pid(), Some(server), "{}", m.dump());
+}
