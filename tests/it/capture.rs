@@ -219,3 +219,36 @@ fn a_stalled_log_write_does_not_block_the_server() {
     assert!(dropped >= 1_000_000, "dropped {dropped}");
     assert_eq!(m.server_pid(), Some(server), "{}", m.dump());
 }
+
+/// Issue 8 item 15: a log writer that dies (here SIGKILL, as an OOM kill
+/// would) is replaced on the same pipe: the server's later output still
+/// reaches `server.log`, and the server is not restarted.
+#[test]
+fn a_killed_log_writer_is_replaced() {
+    let dir = TestDir::new("capture-writer-killed");
+    let port = free_port();
+    let m = Monitor::start(&dir, &settings(port), &demo_server_args(port, &[]));
+    let log_dir = m.log_dir().to_path_buf();
+    m.wait_for(LONG, "a healthy server", || {
+        m.server_pid().is_some()
+            && http_get(port, "/health", Duration::from_secs(2)).is_some_and(|r| r.0 == 200)
+    });
+    let server = m.server_pid().unwrap();
+    let old = writer_of(m.pid(), server, 1).expect("the stdout writer");
+    assert!(signal_pid(old, libc::SIGKILL));
+    let mut new = None;
+    m.wait_for(LONG, "a new stdout writer", || {
+        new = writer_of(m.pid(), server, 1).filter(|&p| p != old && pid_alive(p));
+        new.is_some()
+    });
+    assert_eq!(
+        http_get(port, "/spew?n=5", Duration::from_secs(5)).map(|r| r.0),
+        Some(200)
+    );
+    m.wait_for(LONG, "the later output in server.log", || {
+        read_lossy(&log_dir.join("server.log")).contains("spew 000005 ")
+    });
+    assert_eq!(m.server_pid(), Some(server), "{}", m.dump());
+    let log = read_lossy(&log_dir.join("server_monitor.log"));
+    assert!(log.contains("started a new one"), "{}", m.dump());
+}
