@@ -54,7 +54,7 @@ pub const READ_BUFFER: usize = 64 * 1024;
 pub const PIECE_LIMIT: usize = 64 * 1024;
 /// Bytes the queue between reading and writing holds before output is
 /// dropped (a stalled write may hold as much again).
-pub const QUEUE_BYTES: usize = 512 * 1024;
+pub const QUEUE_BYTES: usize = 256 * 1024;
 
 /// `server-monitor __capture FILE MAX_BYTES BACKUPS`: copy stdin to FILE with
 /// size rotation until EOF, then exit 0. Exit 1 when stdin cannot be read.
