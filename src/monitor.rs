@@ -280,6 +280,7 @@ impl<'a> Monitor<'a> {
                 }
             }
             self.housekeeping();
+            self.replace_log_writers();
             self.alerts.retry_due(Instant::now());
             self.save_state();
             self.tell_systemd();
@@ -729,6 +730,23 @@ impl<'a> Monitor<'a> {
         self.notify.ping_if_due(Instant::now());
     }
 
+    /// A log writer that died while the server still writes is replaced on
+    /// the same pipe (issue 8: the server would block on a full pipe).
+    fn replace_log_writers(&mut self) {
+        let Some(s) = &mut self.server else { return };
+        for r in s.replace_dead_writers() {
+            let file = r.path.display().to_string();
+            match r.new_pid {
+                Ok(pid) => log::warn!(file = file.as_str(), old_pid = r.old_pid, pid = pid;
+                    "a log writer ended while the server still writes; started a new one"),
+                Err(e) => {
+                    log::error!(file = file.as_str(), old_pid = r.old_pid, error = e.as_str();
+                    "a log writer ended and a new one cannot be started")
+                }
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
         self.restore_files();
         let now = Instant::now();
@@ -815,6 +833,7 @@ impl<'a> Monitor<'a> {
         let mut fds = vec![self.signals.wake_rx.as_fd()];
         if let Some(s) = &self.server {
             fds.push(s.pidfd());
+            fds.extend(s.writer_pidfds());
         }
         let _ = sys::poll_readable(&fds, timeout);
         self.signals.drain();

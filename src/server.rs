@@ -24,6 +24,8 @@ use crate::sys::{self, WaitStatus};
 pub const PID_FILE: &str = "server.pid";
 pub const STDOUT_LOG: &str = "server.log";
 pub const STDERR_LOG: &str = "server_error.log";
+/// The size asked for each capture pipe (F_SETPIPE_SZ).
+pub const PIPE_BYTES: usize = 1 << 20;
 
 /// Variables meant for the monitor alone: systemd's notify socket and
 /// watchdog must not be inherited by the server (it would speak for us), nor
@@ -301,6 +303,47 @@ pub struct Server {
     recorded: Vec<String>,
     /// Set once the exit is seen.
     exited: Option<ExitCause>,
+    /// The log writers of a server we started (none for an adopted one).
+    writers: Vec<LogWriter>,
+}
+
+/// One log-writer process and a copy of the read end of its pipe, so that a
+/// writer that dies (OOM kill, a stray signal) can be replaced on the same
+/// pipe. The copy is harmless while the monitor is down: it dies with the
+/// monitor, the writer goes on.
+#[derive(Debug)]
+struct LogWriter {
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    backups: u32,
+    read: OwnedFd,
+    pid: u32,
+    /// Readable once the writer has ended; None once that was seen.
+    pidfd: Option<OwnedFd>,
+    replaced: Option<Instant>,
+}
+
+/// A log writer that ended while its pipe was still in use, and what
+/// replacing it gave.
+#[derive(Debug)]
+pub struct WriterReplaced {
+    pub path: std::path::PathBuf,
+    pub old_pid: u32,
+    pub new_pid: Result<u32, String>,
+}
+
+impl LogWriter {
+    fn spawn(&mut self) -> io::Result<u32> {
+        let pid = spawn_writer(
+            &self.path,
+            self.max_bytes,
+            self.backups,
+            self.read.try_clone()?,
+        )?;
+        self.pid = pid;
+        self.pidfd = sys::pidfd_open(pid).ok();
+        Ok(pid)
+    }
 }
 
 #[derive(Debug)]
@@ -342,8 +385,8 @@ impl Server {
             .command
             .first()
             .ok_or_else(|| SpawnError("SERVER_COMMAND is empty".into()))?;
-        let out = capture_pipe(launch, STDOUT_LOG)?;
-        let err = capture_pipe(launch, STDERR_LOG)?;
+        let (out, out_writer) = capture_pipe(launch, STDOUT_LOG)?;
+        let (err, err_writer) = capture_pipe(launch, STDERR_LOG)?;
         let mut cmd = Command::new(program);
         scrub_env(&mut cmd);
         cmd.args(&launch.command[1..])
@@ -382,6 +425,7 @@ impl Server {
             start_time,
             recorded: record.command,
             exited: None,
+            writers: vec![out_writer, err_writer],
         })
     }
 
@@ -420,6 +464,7 @@ impl Server {
                     start_time: record.start_time,
                     recorded: record.command.clone(),
                     exited: None,
+                    writers: Vec::new(),
                 })
             }
             Some(s) if s.is_alive() => Adoption::Reused { now: describe(&s) },
@@ -460,6 +505,48 @@ impl Server {
         self.exited.is_none()
             && ProcStat::read(self.pid)
                 .is_some_and(|s| s.is_alive() && s.start_time == self.start_time)
+    }
+
+    /// Readable when a log writer has ended (for the loop's wait).
+    pub fn writer_pidfds(&self) -> Vec<BorrowedFd<'_>> {
+        self.writers
+            .iter()
+            .filter_map(|w| w.pidfd.as_ref().map(AsFd::as_fd))
+            .collect()
+    }
+
+    /// Replaces every log writer that ended while its pipe is still in use
+    /// (a writer that saw the end of its input is done); at most one
+    /// replacement a second per stream, so that a writer that cannot run is
+    /// not started in a busy loop.
+    pub fn replace_dead_writers(&mut self) -> Vec<WriterReplaced> {
+        let mut out = Vec::new();
+        for w in &mut self.writers {
+            if let Some(fd) = &w.pidfd {
+                if sys::poll_readable(&[fd.as_fd()], Duration::ZERO).is_ok_and(|r| r[0]) {
+                    w.pidfd = None;
+                } else {
+                    continue;
+                }
+            }
+            if sys::pipe_finished(w.read.as_fd()) {
+                continue;
+            }
+            if w.replaced
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                continue;
+            }
+            w.replaced = Some(Instant::now());
+            let old_pid = w.pid;
+            let new_pid = w.spawn().map_err(|e| e.to_string());
+            out.push(WriterReplaced {
+                path: w.path.clone(),
+                old_pid,
+                new_pid,
+            });
+        }
+        out
     }
 
     /// Readable once the server process has ended.
@@ -542,21 +629,38 @@ pub struct Stopped {
 }
 
 /// A pipe whose read end goes to a new log-writer process for `file`; returns
-/// the write end for the server.
-fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> {
+/// the write end for the server, and the writer.
+fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<(OwnedFd, LogWriter), SpawnError> {
     let fail = |e: io::Error| SpawnError(format!("cannot set up capture of {file}: {e}"));
     let (reader, writer) = io::pipe().map_err(fail)?;
-    let path = launch.log_dir.join(file);
+    // Room for bursts while the writer is busy (the default is 64 KiB); at
+    // worst the default stays, which is no reason not to start.
+    let _ = sys::set_pipe_size(writer.as_fd(), PIPE_BYTES);
+    let mut log_writer = LogWriter {
+        path: launch.log_dir.join(file),
+        max_bytes: launch.log_max_bytes,
+        backups: launch.log_backups,
+        read: reader.into(),
+        pid: 0,
+        pidfd: None,
+        replaced: None,
+    };
+    log_writer.spawn().map_err(fail)?;
+    Ok((writer.into(), log_writer))
+}
+
+/// Starts `server-monitor __capture PATH MAX_BYTES BACKUPS` reading `stdin`.
+fn spawn_writer(path: &Path, max_bytes: u64, backups: u32, stdin: OwnedFd) -> io::Result<u32> {
     // /proc/self/exe still runs this binary after it was replaced on disk.
     let mut writer_cmd = Command::new("/proc/self/exe");
     scrub_env(&mut writer_cmd);
     let writer_proc = writer_cmd
         .arg0("server-monitor")
         .arg("__capture")
-        .arg(&path)
-        .arg(launch.log_max_bytes.to_string())
-        .arg(launch.log_backups.to_string())
-        .stdin(reader)
+        .arg(path)
+        .arg(max_bytes.to_string())
+        .arg(backups.to_string())
+        .stdin(stdin)
         .stdout(Stdio::null())
         // Its rare reports (a full disk, at most once a minute) go where the
         // monitor's own go: the journal, nohup.out, the terminal.
@@ -564,10 +668,10 @@ fn capture_pipe(launch: &Launch<'_>, file: &str) -> Result<OwnedFd, SpawnError> 
         // Its own group: a ^C in the terminal or a stop of the server's group
         // must not end it before it has written the last lines.
         .process_group(0)
-        .spawn()
-        .map_err(fail)?;
+        .spawn()?;
+    let pid = writer_proc.id();
     drop(writer_proc); // reaped by pid like every child
-    Ok(writer.into())
+    Ok(pid)
 }
 
 #[cfg(test)]

@@ -88,6 +88,29 @@ pub fn killpg(pgid: u32, sig: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::killpg(pgid as libc::pid_t, sig) }).map(drop)
 }
 
+/// Asks the kernel to make the pipe of `fd` hold `bytes` (F_SETPIPE_SZ);
+/// returns the size it now has. Unprivileged processes get at most
+/// /proc/sys/fs/pipe-max-size (1 MiB by default).
+pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl(F_SETPIPE_SZ) takes an fd and an int; a bad fd or size
+    // is an error return, never memory access.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|n| n as usize)
+}
+
+/// True when no process holds the write end of the pipe whose read end is
+/// `fd` any more and nothing is left to read in it (POLLHUP without POLLIN).
+pub fn pipe_finished(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid, exclusively borrowed pollfd; timeout 0 never blocks.
+    let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ret == 1 && pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0
+}
+
 /// How a reaped child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStatus {
@@ -423,6 +446,14 @@ mod tests {
         let text = format!("{:?}", (1..5).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(text, "[2, 4, 6, 8]");
         assert!(!is_signal_ignored(SIGTERM));
+    }
+
+    #[test]
+    fn a_pipe_can_be_made_to_hold_1_mib() {
+        let (reader, _writer) = io::pipe().unwrap();
+        use std::os::fd::AsFd;
+        let fd: OwnedFd = reader.into();
+        assert_eq!(set_pipe_size(fd.as_fd(), 1 << 20).unwrap(), 1 << 20);
     }
 
     #[test]

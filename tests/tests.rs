@@ -8,6 +8,7 @@ mod util;
 
 mod it {
     mod alerts;
+    mod capture;
     mod demo_server;
     mod env_file;
     mod hostile;
