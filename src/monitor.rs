@@ -280,7 +280,14 @@ impl<'a> Monitor<'a> {
                 }
             }
             self.housekeeping();
-            self.alerts.retry_due(Instant::now());
+            if self
+                .alerts
+                .next_due()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
+                self.alerts.retry_due(Instant::now());
+            }
             self.save_state();
             self.tell_systemd();
             self.wait();
@@ -340,6 +347,7 @@ impl<'a> Monitor<'a> {
         // leader already died; a worker or grandchild must not outlive it
         // (nor hold the port or the capture pipes against the next start).
         if server::group_alive(s.pgid) {
+            let _fed = self.notify.keep_alive(self.stop_bound());
             let stopped = s.stop(self.cfg.server.stop_timeout);
             log::warn!(pgid = s.pgid, killed = stopped.killed;
                 "stopped what was left of the server's process group");
@@ -522,6 +530,9 @@ impl<'a> Monitor<'a> {
     /// STOP_COMMAND; leaves no server.pid behind.
     fn stop_server(&mut self) {
         let timeout = self.cfg.server.stop_timeout;
+        // The loop does not turn while it waits: systemd's watchdog is fed
+        // from a helper thread, for as long as the stop may take.
+        let _fed = self.notify.keep_alive(self.stop_bound());
         // With nothing to stop, `unstoppable` stays as it is: an old server
         // that could not be stopped before still holds the port.
         if let Some(mut s) = self.server.take() {
@@ -541,6 +552,12 @@ impl<'a> Monitor<'a> {
             self.foreign = false;
             self.unstoppable = !self.stop_foreign(timeout);
         }
+    }
+
+    /// The longest a stop may hold up the loop: STOP_TIMEOUT, a second for
+    /// SIGKILL (or, for a foreign server, the last health check).
+    fn stop_bound(&self) -> Duration {
+        self.cfg.server.stop_timeout + Duration::from_secs(1).max(self.cfg.health.health_timeout)
     }
 
     /// Runs STOP_COMMAND; true once the health URL refuses connections.
@@ -617,6 +634,7 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
+        let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
 
