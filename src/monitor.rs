@@ -260,6 +260,7 @@ impl<'a> Monitor<'a> {
                 log::warn!("{risk}");
             }
         }
+        self.resume();
         let begin = self.begin();
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
@@ -294,6 +295,30 @@ impl<'a> Monitor<'a> {
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// Takes over the attempt count and a give-up from the state file a
+    /// monitor that did not stop on purpose (killed, crashed) left recently.
+    fn resume(&mut self) {
+        let Ok(old) = state::read(&self.cfg.log.log_dir) else {
+            return;
+        };
+        let p = &self.cfg.policy;
+        let window =
+            p.restart_cooldown.max(p.check_interval.saturating_mul(3)) + Duration::from_secs(5);
+        let Some(r) = state::resumable(
+            &old,
+            &self.cfg.health.health_url,
+            unix_ms(SystemTime::now()),
+            window,
+        ) else {
+            return;
+        };
+        log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
+            "resuming from the state file the previous monitor left (it did not stop on purpose)");
+        self.state.restarts_total = old.restarts_total;
+        self.state.last_restart = old.last_restart;
+        self.policy.resume(r, Instant::now());
     }
 
     /// Adopt, watch or start: what the monitor finds decides how it begins.
@@ -784,9 +809,11 @@ impl<'a> Monitor<'a> {
         // that this comparison, made every loop turn, copies nothing.
         let check = self.state.last_check.take();
         let updated = std::mem::take(&mut self.state.updated);
+        let updated_ms = std::mem::take(&mut self.state.updated_unix_ms);
         let significant = self.saved.as_ref() != Some(&self.state);
         self.state.last_check = check;
         self.state.updated = updated;
+        self.state.updated_unix_ms = updated_ms;
         let now = Instant::now();
         if !significant
             && (self.state.last_check == self.written_check
@@ -797,10 +824,13 @@ impl<'a> Monitor<'a> {
         self.saved = Some(State {
             last_check: None,
             updated: String::new(),
+            updated_unix_ms: 0,
             ..self.state.clone()
         });
         self.written_check = self.state.last_check.clone();
-        self.state.updated = utc_iso8601_millis(SystemTime::now());
+        let wall = SystemTime::now();
+        self.state.updated = utc_iso8601_millis(wall);
+        self.state.updated_unix_ms = unix_ms(wall);
         if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
             log::warn!(error = e.to_string().as_str(); "cannot write the state file");
         }
@@ -851,10 +881,19 @@ impl<'a> Monitor<'a> {
         }
         self.state.phase = "stopped".into();
         self.state.updated = utc_iso8601_millis(SystemTime::now());
+        self.state.updated_unix_ms = unix_ms(SystemTime::now());
         let _ = state::write(&dir, &self.state, true);
         log::info!("monitor stopped");
         log::logger().flush();
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The port of a health URL whose host is this machine (loopback or
