@@ -264,6 +264,8 @@ impl<'a> Monitor<'a> {
         let begin = self.begin();
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
+            // One SMTP_TIMEOUT for all the deliveries of this turn.
+            self.alerts.begin_turn();
             if sys::take_usr1() {
                 events.push_back(self.planned_restart_requested());
             }

@@ -12,14 +12,15 @@
 //! `LOG_DIR/alerts/`, as it always was, and entries left in the outbox by an
 //! earlier run with channels are turned into such files rather than lost.
 //!
-//! Bounded: one call to [`Dispatcher::submit`] or [`Dispatcher::retry_due`]
-//! starts a channel attempt only while a whole `SMTP_TIMEOUT` still fits in
-//! one `SMTP_TIMEOUT` from the call's start (the first attempt always runs),
-//! so the loop is never held up longer than that (plus the webhook's
+//! Bounded: within one loop turn (from one [`Dispatcher::begin_turn`] to the
+//! next), [`Dispatcher::submit`] and [`Dispatcher::retry_due`] start a
+//! channel attempt only while a whole `SMTP_TIMEOUT` still fits in one
+//! `SMTP_TIMEOUT` from the turn's first attempt (the first attempt always
+//! runs), so the loop is never held up longer than that (plus the webhook's
 //! rounding to whole seconds when `SMTP_TIMEOUT` is under one second). What
 //! did not fit stays due and goes in the next loop turn. When a channel fails
 //! for one entry, the other entries that need it are not tried in the same
-//! call: they are deferred to that entry's retry time, without counting a
+//! turn: they are deferred to that entry's retry time, without counting a
 //! failure, so a dead mail server costs one timeout per round, not one per
 //! waiting alert.
 //!
@@ -71,6 +72,22 @@ pub struct Dispatcher {
     unsaved: u32,
     /// Set when the monitor is stopping: a delivery in progress gives up.
     cancel: Option<Arc<AtomicBool>>,
+    /// When this loop turn's first attempt began: one SMTP_TIMEOUT from
+    /// there is the whole turn's budget (see [`Dispatcher::begin_turn`]).
+    turn_start: Option<Instant>,
+    /// Channels that failed in this turn, and when the entry that failed on
+    /// them is due again.
+    down: HashMap<&'static str, Instant>,
+}
+
+/// Pure: whether another attempt of up to `timeout` may start at `now` in a
+/// loop turn whose first attempt began at `turn_start` (`None`: none yet —
+/// the first attempt always runs): only while it ends within one `timeout`
+/// of the turn's first attempt.
+pub fn room_for_attempt(turn_start: Option<Instant>, now: Instant, timeout: Duration) -> bool {
+    turn_start.is_none_or(|start| {
+        crate::config::instant_after(now, timeout) <= crate::config::instant_after(start, timeout)
+    })
 }
 
 impl Dispatcher {
@@ -95,6 +112,8 @@ impl Dispatcher {
             timeout: a.smtp_timeout,
             unsaved: 0,
             cancel: None,
+            turn_start: None,
+            down: HashMap::new(),
         }
     }
 
@@ -157,6 +176,15 @@ impl Dispatcher {
             c.push(WEBHOOK);
         }
         c
+    }
+
+    /// A new loop turn: a new budget of one SMTP_TIMEOUT for every
+    /// [`Dispatcher::submit`] and [`Dispatcher::retry_due`] until the next
+    /// call, so that a turn that makes several alerts still holds up the
+    /// checks for one SMTP_TIMEOUT at most.
+    pub fn begin_turn(&mut self) {
+        self.turn_start = None;
+        self.down.clear();
     }
 
     /// When [`Dispatcher::retry_due`] has work next; `None`: nothing waits.
@@ -261,14 +289,9 @@ impl Dispatcher {
         }
     }
 
-    /// One round for each of `ids` (oldest first) within the budget.
+    /// One round for each of `ids` (oldest first) within the turn's budget.
     fn deliver(&mut self, ids: Vec<String>) {
-        let start = Instant::now();
-        let budget_end = crate::config::instant_after(start, self.timeout);
-        let mut attempted = false;
-        // Channels that failed in this call, and when the entry that failed
-        // on them is due again.
-        let mut down: HashMap<&'static str, Instant> = HashMap::new();
+        let mut down = std::mem::take(&mut self.down);
         for id in ids {
             let Some(mut entry) = self.entries.get(&id).cloned() else {
                 self.schedule.remove(&id);
@@ -300,15 +323,14 @@ impl Dispatcher {
                     stop = true;
                     break;
                 }
-                if attempted
-                    && crate::config::instant_after(Instant::now(), self.timeout) > budget_end
-                {
+                let now = Instant::now();
+                if !room_for_attempt(self.turn_start, now, self.timeout) {
                     // No room for another whole attempt: what is left waits
                     // for the next loop turn (still due), after the checks.
                     stop = true;
                     break;
                 }
-                attempted = true;
+                self.turn_start.get_or_insert(now);
                 let attempt = entry.count_attempt(channel);
                 let t = Instant::now();
                 let result = self.attempt(channel, &entry);
@@ -353,6 +375,7 @@ impl Dispatcher {
                 break;
             }
         }
+        self.down = down;
     }
 
     /// Records an entry's progress, in memory and in its file.
@@ -467,5 +490,27 @@ pub fn test_alert(cfg: &Config) -> u8 {
             failures.join("; ")
         );
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_for_attempt;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn one_smtp_timeout_per_loop_turn() {
+        let t = Duration::from_secs(2);
+        let start = Instant::now();
+        assert!(room_for_attempt(None, start, t), "the first attempt runs");
+        // An attempt that answered at once leaves room for another.
+        assert!(room_for_attempt(Some(start), start, t));
+        assert!(!room_for_attempt(
+            Some(start),
+            start + Duration::from_millis(1),
+            t
+        ));
+        // One that timed out leaves none for the rest of the turn.
+        assert!(!room_for_attempt(Some(start), start + t, t));
     }
 }

@@ -678,3 +678,73 @@ fn without_a_channel_test_alert_writes_an_eml_file() {
     assert!(stdout.contains(files[0].to_str().unwrap()), "{stdout}");
     assert!(read_lossy(&files[0]).contains("Subject: [Chatbot Server Alert] Test Alert"));
 }
+
+/// Issue 8, item 9: one loop turn spends at most one SMTP_TIMEOUT on
+/// deliveries, however many alerts it makes. A planned restart that fails
+/// verification with the attempts used up makes two alerts in one turn
+/// ("Planned Restart Failed" and "Server Down"); against a mail server that
+/// never answers, the checks must not stop for two SMTP_TIMEOUTs.
+#[test]
+fn two_alerts_in_one_loop_turn_cost_at_most_one_smtp_timeout() {
+    let dir = TestDir::new("alert-turn-budget");
+    let ca = TestCa::new(&dir);
+    let pit = TarPit::start();
+    let port = free_port();
+    let fault = dir.write("fault", "ok\n");
+    let mut env = with(
+        monitor_env(port),
+        email_env(&ca, pit.port, "starttls", PASSWORD),
+    );
+    env = with(
+        env,
+        vec![
+            ("SMTP_TIMEOUT", "2".into()),
+            ("MAX_RESTART_ATTEMPTS", "1".into()),
+            ("RESTART_COOLDOWN", "600".into()),
+            ("STARTUP_TIMEOUT", "1.5".into()),
+        ],
+    );
+    let fault_arg = fault.to_str().unwrap().to_string();
+    let m = Monitor::start(
+        &dir,
+        &env,
+        &demo_server_args(port, &["--fault-file", &fault_arg]),
+    );
+    wait_running(&m);
+    // The one attempt allowed is used (and stays used: a long cooldown).
+    kill_server_and_wait_for_restart(&m);
+    dir.write("fault", "fail\n");
+    let out = run(&dir, &env, &["restart"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", m.dump());
+    m.wait_for(Duration::from_secs(15), "both alerts made", || {
+        let log = log_of(m.log_dir());
+        let queued = messages(&log, "alert queued");
+        queued.iter().any(|l| l["extra"]["subject"] == SUBJECT_DOWN)
+            && messages(&log, "health check failed").len() >= 5
+    });
+    let log = log_of(m.log_dir());
+    let requested = messages(&log, "planned restart requested")[0]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = parse_millis(&requested);
+    let times: Vec<f64> = log
+        .iter()
+        .filter(|l| {
+            [
+                "health check failed",
+                "startup probe failed",
+                "health check passed",
+            ]
+            .contains(&l["message"].as_str().unwrap_or_default())
+        })
+        .map(|l| parse_millis(l["timestamp"].as_str().unwrap()))
+        .filter(|&t| t >= after)
+        .collect();
+    let widest = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(
+        widest < 3300.0,
+        "checks {widest} ms apart: two SMTP_TIMEOUTs in one turn\n{}",
+        m.dump()
+    );
+}
