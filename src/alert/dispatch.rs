@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::outbox::{Entry, OutboxDir, Schedule};
+use super::outbox::{self, Entry, OutboxDir, Schedule};
 use super::smtp::{self, Mailer};
 use super::webhook::{self, Webhook};
 use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Message, MimeParts};
@@ -142,7 +142,65 @@ impl Dispatcher {
             log::info!(pending = d.schedule.len(), channels = d.channels().join(",").as_str();
                 "alerts left in the outbox by an earlier run: delivering them now");
         }
+        d.compact(SystemTime::now(), now);
         d
+    }
+
+    /// Folds stale entries of one kind, and past [`outbox::MAX_ENTRIES`]
+    /// the oldest ones (`restarted` first), into one summary entry each (see
+    /// [`outbox::plan_folds`]). The summary is written before the folded
+    /// files are removed, and each fold is logged: nothing is dropped
+    /// silently. A summary that cannot be written folds nothing.
+    fn compact(&mut self, wall: SystemTime, now: Instant) {
+        if self.entries.len() < 3 {
+            return;
+        }
+        let folds = outbox::plan_folds(
+            &self.entries,
+            unix_ms(wall),
+            outbox::STALE_AFTER,
+            outbox::MAX_ENTRIES,
+        );
+        for fold in folds {
+            let items: Vec<&Entry> = fold
+                .ids
+                .iter()
+                .filter_map(|id| self.entries.get(id))
+                .collect();
+            let Some(summary) = outbox::summarize(&items) else {
+                continue;
+            };
+            let id = if !self.has_channels() {
+                self.unsaved += 1;
+                format!("unsaved-{}", self.unsaved)
+            } else {
+                match self.outbox.create(&summary) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        log::error!(event = fold.event.as_str(), count = fold.ids.len(), error = e.to_string().as_str();
+                            "cannot write a summary of waiting alerts to the outbox; they stay as they are");
+                        continue;
+                    }
+                }
+            };
+            let first = items.first().map(|e| e.time.clone()).unwrap_or_default();
+            let last = items.last().map(|e| e.time.clone()).unwrap_or_default();
+            log::warn!(event = fold.event.as_str(), folded = summary.folded.len(), entries = fold.ids.len(),
+                oldest = first.as_str(), newest = last.as_str(), summary = id.as_str();
+                "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)");
+            for old in &fold.ids {
+                self.schedule.remove(old);
+                self.entries.remove(old);
+                if !old.starts_with("unsaved-") {
+                    if let Err(e) = self.outbox.remove(old) {
+                        log::warn!(id = old.as_str(), error = e.to_string().as_str();
+                            "cannot remove a folded alert from the outbox; it may be sent again after a restart");
+                    }
+                }
+            }
+            self.entries.insert(id.clone(), summary);
+            self.schedule.add(&id, now);
+        }
     }
 
     /// Makes every delivery give up as soon as `flag` is set (the monitor's
@@ -224,13 +282,21 @@ impl Dispatcher {
         log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
         self.entries.insert(id.clone(), entry);
         self.schedule.add(&id, now);
-        self.deliver(vec![id]);
+        self.compact(time, now);
+        if self.entries.contains_key(&id) {
+            self.deliver(vec![id]);
+        } else {
+            self.retry_due(now);
+        }
     }
 
-    /// Tries every entry that is due at `now`.
+    /// Tries every entry that is due at `now`: "Server Down" and "Server
+    /// Recovered" newest first, then the rest oldest first.
     pub fn retry_due(&mut self, now: Instant) {
         let due = self.schedule.due(now);
         if !due.is_empty() {
+            self.compact(SystemTime::now(), now);
+            let due = outbox::delivery_order(&self.schedule.due(now), &self.entries);
             self.deliver(due);
         }
     }
@@ -289,7 +355,7 @@ impl Dispatcher {
         }
     }
 
-    /// One round for each of `ids` (oldest first) within the turn's budget.
+    /// One round for each of `ids` (in the order given) within the turn's budget.
     fn deliver(&mut self, ids: Vec<String>) {
         let mut down = std::mem::take(&mut self.down);
         for id in ids {
@@ -420,6 +486,14 @@ impl Dispatcher {
             "alert written");
         Ok(())
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// `server-monitor test-alert`: "Test Alert" through each configured channel

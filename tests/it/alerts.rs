@@ -748,3 +748,84 @@ fn two_alerts_in_one_loop_turn_cost_at_most_one_smtp_timeout() {
         m.dump()
     );
 }
+
+/// Issue 8, item 12: after a long outage the waiting alerts go out "Server
+/// Down" first, and stale ones of one kind are folded into one summary that
+/// lists each (none dropped). Left in the outbox by an earlier run: five
+/// "Restarted" three hours old and one "Down" two hours old.
+#[test]
+fn stale_alerts_are_folded_and_down_goes_first() {
+    let dir = TestDir::new("alert-fold");
+    let port = free_port();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let hour = 3_600_000;
+    let mut waiting = Vec::new();
+    for i in 0..5u64 {
+        waiting.push((
+            format!("2026-01-01T00-00-0{i}-000Z-restarted"),
+            "restarted",
+            SUBJECT_RESTARTED,
+            now_ms - 3 * hour + i * 1000,
+            format!("Server was down for 1 checks.\nCause: crash number {i}\nhost"),
+        ));
+    }
+    waiting.push((
+        "2026-01-01T01-00-00-000Z-down".into(),
+        "down",
+        SUBJECT_DOWN,
+        now_ms - 2 * hour,
+        "Server has failed 9 health checks.\nCause: HTTP 503\nhost".into(),
+    ));
+    for (id, event, subject, ms, body) in &waiting {
+        let entry = serde_json::json!({
+            "event": event, "subject": subject, "body": body, "host": "h",
+            "time": format!("t{ms}"), "time_unix_ms": ms,
+            "message_id": format!("{ms}.1.1@h"), "attempts": {}, "delivered": [],
+        });
+        dir.write(format!("logs/outbox/{id}.json"), entry.to_string());
+    }
+    let m = Monitor::start(&dir, &monitor_env(port), &demo_server_args(port, &[]));
+    m.wait_for(
+        Duration::from_secs(10),
+        "the waiting alerts written",
+        || {
+            outbox_files(m.log_dir()).is_empty()
+                && messages(&log_of(m.log_dir()), "alert written").len() >= 3
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = log_of(m.log_dir());
+    let written: Vec<String> = messages(&log, "alert written")
+        .iter()
+        .map(|l| l["extra"]["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(written.len(), 3, "{written:?}\n{}", m.dump());
+    assert_eq!(written[0], SUBJECT_DOWN, "Down first: {written:?}");
+    assert!(
+        written.contains(&format!("{SUBJECT_RESTARTED} (4 alerts, folded)")),
+        "{written:?}"
+    );
+    assert!(
+        written.contains(&SUBJECT_RESTARTED.to_string()),
+        "{written:?}"
+    );
+    let folds = messages(
+        &log,
+        "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)",
+    );
+    assert_eq!(folds.len(), 1, "{}", m.dump());
+    // The summary lists each folded alert with its cause.
+    let summary = all_files(&m.log_dir().join("alerts"))
+        .into_iter()
+        .find(|(_, text)| text.contains("folded into this one"))
+        .expect("the summary's .eml");
+    // Quoted-printable: soft line breaks out.
+    let text = summary.1.replace("=\r\n", "").replace("=\n", "");
+    for i in 0..4 {
+        let line = format!("{SUBJECT_RESTARTED}: crash number {i}");
+        assert!(text.contains(&line), "{text}");
+    }
+}
