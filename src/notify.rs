@@ -55,9 +55,10 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
 }
 
 /// Pure: the settings whose waits come near half of the watchdog interval
-/// (`ping_every` is that half): during such a wait the loop does not ping, so
-/// systemd may kill the monitor mid-stop or mid-delivery. Each item names the
-/// setting, its value and the limit.
+/// (`ping_every` is that half). The loop does not turn during such a wait;
+/// [`Notifier::keep_alive`] pings meanwhile, but only up to the wait's bound
+/// plus [`KEEPALIVE_MARGIN`], so a wait that long leaves little room before
+/// systemd's watchdog. Each item names the setting, its value and the limit.
 pub fn watchdog_risks(ping_every: Duration, waits: &[(&str, Duration)]) -> Vec<String> {
     // "Near": within 80% of the ping interval leaves too little for the rest
     // of the loop turn.
