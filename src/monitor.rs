@@ -260,9 +260,12 @@ impl<'a> Monitor<'a> {
                 log::warn!("{risk}");
             }
         }
+        self.resume();
         let begin = self.begin();
         let mut events = VecDeque::from([Event::Begin(begin)]);
         while !self.signals.shutdown_requested() {
+            // One SMTP_TIMEOUT for all the deliveries of this turn.
+            self.alerts.begin_turn();
             if sys::take_usr1() {
                 events.push_back(self.planned_restart_requested());
             }
@@ -281,13 +284,44 @@ impl<'a> Monitor<'a> {
             }
             self.housekeeping();
             self.replace_log_writers();
-            self.alerts.retry_due(Instant::now());
+            if self
+                .alerts
+                .next_due()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
+                self.alerts.retry_due(Instant::now());
+            }
             self.save_state();
             self.tell_systemd();
             self.wait();
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// Takes over the attempt count and a give-up from the state file a
+    /// monitor that did not stop on purpose (killed, crashed) left recently.
+    fn resume(&mut self) {
+        let Ok(old) = state::read(&self.cfg.log.log_dir) else {
+            return;
+        };
+        let p = &self.cfg.policy;
+        let window =
+            p.restart_cooldown.max(p.check_interval.saturating_mul(3)) + Duration::from_secs(5);
+        let Some(r) = state::resumable(
+            &old,
+            &self.cfg.health.health_url,
+            unix_ms(SystemTime::now()),
+            window,
+        ) else {
+            return;
+        };
+        log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
+            "resuming from the state file the previous monitor left (it did not stop on purpose)");
+        self.state.restarts_total = old.restarts_total;
+        self.state.last_restart = old.last_restart;
+        self.policy.resume(r, Instant::now());
     }
 
     /// Adopt, watch or start: what the monitor finds decides how it begins.
@@ -341,6 +375,7 @@ impl<'a> Monitor<'a> {
         // leader already died; a worker or grandchild must not outlive it
         // (nor hold the port or the capture pipes against the next start).
         if server::group_alive(s.pgid) {
+            let _fed = self.notify.keep_alive(self.stop_bound());
             let stopped = s.stop(self.cfg.server.stop_timeout);
             log::warn!(pgid = s.pgid, killed = stopped.killed;
                 "stopped what was left of the server's process group");
@@ -523,6 +558,9 @@ impl<'a> Monitor<'a> {
     /// STOP_COMMAND; leaves no server.pid behind.
     fn stop_server(&mut self) {
         let timeout = self.cfg.server.stop_timeout;
+        // The loop does not turn while it waits: systemd's watchdog is fed
+        // from a helper thread, for as long as the stop may take.
+        let _fed = self.notify.keep_alive(self.stop_bound());
         // With nothing to stop, `unstoppable` stays as it is: an old server
         // that could not be stopped before still holds the port.
         if let Some(mut s) = self.server.take() {
@@ -542,6 +580,12 @@ impl<'a> Monitor<'a> {
             self.foreign = false;
             self.unstoppable = !self.stop_foreign(timeout);
         }
+    }
+
+    /// The longest a stop may hold up the loop: STOP_TIMEOUT, a second for
+    /// SIGKILL (or, for a foreign server, the last health check).
+    fn stop_bound(&self) -> Duration {
+        self.cfg.server.stop_timeout + Duration::from_secs(1).max(self.cfg.health.health_timeout)
     }
 
     /// Runs STOP_COMMAND; true once the health URL refuses connections.
@@ -618,6 +662,7 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
+        let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
 
@@ -784,9 +829,11 @@ impl<'a> Monitor<'a> {
         // that this comparison, made every loop turn, copies nothing.
         let check = self.state.last_check.take();
         let updated = std::mem::take(&mut self.state.updated);
+        let updated_ms = std::mem::take(&mut self.state.updated_unix_ms);
         let significant = self.saved.as_ref() != Some(&self.state);
         self.state.last_check = check;
         self.state.updated = updated;
+        self.state.updated_unix_ms = updated_ms;
         let now = Instant::now();
         if !significant
             && (self.state.last_check == self.written_check
@@ -797,10 +844,13 @@ impl<'a> Monitor<'a> {
         self.saved = Some(State {
             last_check: None,
             updated: String::new(),
+            updated_unix_ms: 0,
             ..self.state.clone()
         });
         self.written_check = self.state.last_check.clone();
-        self.state.updated = utc_iso8601_millis(SystemTime::now());
+        let wall = SystemTime::now();
+        self.state.updated = utc_iso8601_millis(wall);
+        self.state.updated_unix_ms = unix_ms(wall);
         if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
             log::warn!(error = e.to_string().as_str(); "cannot write the state file");
         }
@@ -852,10 +902,19 @@ impl<'a> Monitor<'a> {
         }
         self.state.phase = "stopped".into();
         self.state.updated = utc_iso8601_millis(SystemTime::now());
+        self.state.updated_unix_ms = unix_ms(SystemTime::now());
         let _ = state::write(&dir, &self.state, true);
         log::info!("monitor stopped");
         log::logger().flush();
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The port of a health URL whose host is this machine (loopback or

@@ -13,7 +13,15 @@
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How far past a wait's own bound [`Notifier::keep_alive`] still pings: the
+/// rest of that loop turn (a log line, the state file). A wait that hangs
+/// for longer than that stops the pings, and systemd's watchdog sees it.
+pub const KEEPALIVE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Where `$NOTIFY_SOCKET` points.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,9 +55,10 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
 }
 
 /// Pure: the settings whose waits come near half of the watchdog interval
-/// (`ping_every` is that half): during such a wait the loop does not ping, so
-/// systemd may kill the monitor mid-stop or mid-delivery. Each item names the
-/// setting, its value and the limit.
+/// (`ping_every` is that half). The loop does not turn during such a wait;
+/// [`Notifier::keep_alive`] pings meanwhile, but only up to the wait's bound
+/// plus [`KEEPALIVE_MARGIN`], so a wait that long leaves little room before
+/// systemd's watchdog. Each item names the setting, its value and the limit.
 pub fn watchdog_risks(ping_every: Duration, waits: &[(&str, Duration)]) -> Vec<String> {
     // "Near": within 80% of the ping interval leaves too little for the rest
     // of the loop turn.
@@ -71,7 +80,8 @@ pub fn watchdog_risks(ping_every: Duration, waits: &[(&str, Duration)]) -> Vec<S
 pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
-    next_ping: Option<Instant>,
+    /// Shared with a [`KeepAlive`] thread while one runs.
+    next_ping: Arc<Mutex<Option<Instant>>>,
     ready: bool,
     status: String,
 }
@@ -93,7 +103,7 @@ impl Notifier {
         });
         Notifier {
             socket,
-            next_ping: watchdog.map(|_| now),
+            next_ping: Arc::new(Mutex::new(watchdog.map(|_| now))),
             watchdog,
             ready: false,
             status: String::new(),
@@ -133,10 +143,51 @@ impl Notifier {
 
     /// `WATCHDOG=1` if a ping is due.
     pub fn ping_if_due(&mut self, now: Instant) {
-        if let (Some(at), Some(every)) = (self.next_ping, self.watchdog) {
-            if now >= at {
-                self.send("WATCHDOG=1");
-                self.next_ping = Some(now + every);
+        if let Some((sock, addr)) = &self.socket {
+            ping_if_due(sock, addr, &self.next_ping, self.watchdog, now);
+        }
+    }
+
+    /// Keeps the watchdog fed while the loop is held up by one bounded wait
+    /// (a stop, STOP_COMMAND, a delivery) that lasts at most `bound`: a
+    /// short-lived thread pings when due, until the returned guard is
+    /// dropped or `bound` plus [`KEEPALIVE_MARGIN`] has passed — so a wait
+    /// that hangs past its own bound still trips the watchdog. Without a
+    /// watchdog, nothing is started.
+    pub fn keep_alive(&self, bound: Duration) -> KeepAlive {
+        let (Some((sock, addr)), Some(every)) = (&self.socket, self.watchdog) else {
+            return KeepAlive::default();
+        };
+        let Ok(sock) = sock.try_clone() else {
+            return KeepAlive::default();
+        };
+        let addr = addr.clone();
+        let next = self.next_ping.clone();
+        let end = crate::config::instant_after(Instant::now(), bound + KEEPALIVE_MARGIN);
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || loop {
+                let now = Instant::now();
+                if now >= end {
+                    return;
+                }
+                ping_if_due(&sock, &addr, &next, Some(every), now);
+                let due = next.lock().map_or(None, |n| *n).unwrap_or(end);
+                let wait = due.min(end).saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            });
+        match thread {
+            Ok(t) => KeepAlive {
+                stop: Some(tx),
+                thread: Some(t),
+            },
+            Err(e) => {
+                log::warn!(error = e.to_string().as_str(); "cannot start the watchdog thread for a long wait");
+                KeepAlive::default()
             }
         }
     }
@@ -148,11 +199,46 @@ impl Notifier {
 
     /// When the next watchdog ping is due.
     pub fn next_ping(&self) -> Option<Instant> {
-        self.next_ping
+        self.next_ping.lock().map_or(None, |n| *n)
     }
 
     pub fn stopping(&mut self) {
         self.send("STOPPING=1\nSTATUS=stopping");
+    }
+}
+
+/// Sends `WATCHDOG=1` when `next` says it is due, and moves `next` on.
+fn ping_if_due(
+    sock: &UnixDatagram,
+    addr: &SocketAddr,
+    next: &Mutex<Option<Instant>>,
+    every: Option<Duration>,
+    now: Instant,
+) {
+    let Ok(mut next) = next.lock() else { return };
+    if let (Some(at), Some(every)) = (*next, every) {
+        if now >= at {
+            if let Err(e) = sock.send_to_addr(b"WATCHDOG=1", addr) {
+                log::debug!(error = e.to_string().as_str(); "sd_notify failed");
+            }
+            *next = Some(now + every);
+        }
+    }
+}
+
+/// Ends [`Notifier::keep_alive`]'s thread when dropped.
+#[derive(Default)]
+pub struct KeepAlive {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -229,7 +315,7 @@ mod tests {
         let mut n = Notifier {
             socket: Some(connect(&Target::Path(path.to_str().unwrap().into())).unwrap()),
             watchdog: Some(Duration::from_secs(1)),
-            next_ping: Some(now),
+            next_ping: Arc::new(Mutex::new(Some(now))),
             ready: false,
             status: String::new(),
         };
@@ -255,5 +341,64 @@ mod tests {
         n.stopping();
         assert_eq!(recv(), "STOPPING=1\nSTATUS=stopping");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keep_alive_pings_during_a_wait_and_stops_past_its_bound() {
+        let dir = std::env::temp_dir().join(format!("sm-keepalive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let start = Instant::now();
+        let n = Notifier {
+            socket: Some(connect(&Target::Path(path.to_str().unwrap().into())).unwrap()),
+            watchdog: Some(Duration::from_millis(100)),
+            next_ping: Arc::new(Mutex::new(Some(start))),
+            ready: false,
+            status: String::new(),
+        };
+        let mut pings = Vec::new();
+        let mut buf = [0u8; 64];
+        // A wait bounded by 0.3 s that hangs: pings until 0.3 s + the margin.
+        let guard = n.keep_alive(Duration::from_millis(300));
+        let bound = Duration::from_millis(300) + KEEPALIVE_MARGIN;
+        while start.elapsed() < bound + Duration::from_secs(1) {
+            if let Ok(len) = listener.recv(&mut buf) {
+                assert_eq!(&buf[..len], b"WATCHDOG=1");
+                pings.push(start.elapsed());
+            }
+        }
+        drop(guard);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let last = *pings.last().expect("pings");
+        assert!(last <= bound + Duration::from_millis(50), "{pings:?}");
+        assert!(last >= bound - Duration::from_millis(300), "{pings:?}");
+        for w in pings.windows(2) {
+            assert!(w[1] - w[0] < Duration::from_millis(400), "{pings:?}");
+        }
+        assert!(
+            n.next_ping().unwrap() > start + bound - Duration::from_millis(300),
+            "the loop's schedule follows the thread's pings"
+        );
+    }
+
+    #[test]
+    fn keep_alive_ends_when_dropped() {
+        let n = Notifier {
+            socket: Some((
+                UnixDatagram::unbound().unwrap(),
+                SocketAddr::from_abstract_name(b"sm-none-here").unwrap(),
+            )),
+            watchdog: Some(Duration::from_millis(100)),
+            next_ping: Arc::new(Mutex::new(Some(Instant::now()))),
+            ready: false,
+            status: String::new(),
+        };
+        let t = Instant::now();
+        drop(n.keep_alive(Duration::from_secs(60)));
+        assert!(t.elapsed() < Duration::from_secs(1));
     }
 }

@@ -292,6 +292,18 @@ pub struct Policy {
     down_failures: u32,
 }
 
+/// What a monitor that starts again takes over from the one before it (the
+/// state file, when recent: see `state::resumable`), so that a crash of the
+/// monitor cannot reset the attempt count or end a give-up episode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resumed {
+    pub attempts: u32,
+    /// The one before had given up: "Down" went out already.
+    pub given_up: bool,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
 /// What the state file and `status` show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -315,6 +327,24 @@ impl Policy {
             down_alerted: false,
             down_failures: 0,
         }
+    }
+
+    /// Takes over `r` before [`Event::Begin`]: the attempts go on from
+    /// there (the next restart waits RESTART_COOLDOWN from `now`, as the last
+    /// one's time is not known here); a given-up episode stays open — the
+    /// begin neither starts a server nor sends a second "Down", and the
+    /// first healthy check sends "Recovered".
+    pub fn resume(&mut self, r: Resumed, now: Instant) {
+        self.attempts = r.attempts.min(self.rules.max_restart_attempts);
+        if self.attempts > 0 {
+            self.last_restart = Some(now);
+        }
+        self.down_alerted = r.given_up;
+        if r.given_up {
+            self.failures = r.failures;
+            self.down_failures = r.failures;
+        }
+        self.last_error = r.last_error;
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -359,6 +389,16 @@ impl Policy {
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
+            Event::Begin(_) if self.down_alerted => {
+                // Resumed given up: watch, as the monitor before did.
+                self.phase = Phase::GivenUp {
+                    retry_at: self
+                        .rules
+                        .retry_after_give_up
+                        .map(|d| crate::config::instant_after(now, d)),
+                };
+                self.next_check = now;
+            }
             Event::Begin(Begin::Start) => self.start(StartKind::First, now, &mut out),
             Event::Begin(Begin::Watch) => {
                 self.phase = Phase::Running {
@@ -832,6 +872,71 @@ mod tests {
         fn phase(&self) -> &'static str {
             self.p.snapshot().phase
         }
+    }
+
+    #[test]
+    fn resumed_attempts_go_on_to_give_up_with_one_down() {
+        let mut s = Scenario::new(rules());
+        s.p.resume(
+            Resumed {
+                attempts: 2,
+                ..Resumed::default()
+            },
+            s.now,
+        );
+        // An adopted server is watched; three failures make a restart due,
+        // after the cooldown counted from the resume.
+        s.feed(Event::Begin(Begin::Watch));
+        s.check_at(0.0, failed());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        assert!(s.starts.is_empty(), "{:?}", s.starts);
+        assert_eq!(s.phase(), "restart-pending");
+        s.at(60.0).feed(Event::Tick);
+        assert!(
+            matches!(s.starts[..], [StartKind::Restart { attempt: 3, .. }]),
+            "{:?}",
+            s.starts
+        );
+        s.feed(Event::SpawnFailed("boom".into()));
+        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.p.snapshot().attempts, 3);
+        let downs = s
+            .alerts
+            .iter()
+            .filter(|a| matches!(a, Alert::Down { .. }))
+            .count();
+        assert_eq!(downs, 1, "{:?}", s.alerts);
+    }
+
+    #[test]
+    fn resumed_give_up_watches_without_a_start_or_a_second_down() {
+        let mut s = Scenario::new(rules());
+        s.p.resume(
+            Resumed {
+                attempts: 3,
+                given_up: true,
+                failures: 7,
+                last_error: Some("HTTP 503".into()),
+            },
+            s.now,
+        );
+        let begin = s.feed(Event::Begin(Begin::Start));
+        assert!(begin.is_empty(), "{begin:?}");
+        assert_eq!(s.phase(), "given-up");
+        for i in 0..5 {
+            s.check_at(f64::from(i) * 10.0, failed());
+        }
+        s.at(1000.0).feed(Event::Tick);
+        assert!(s.starts.is_empty(), "{:?}", s.starts);
+        assert!(s.alerts.is_empty(), "{:?}", s.alerts);
+        s.check_at(1000.0, healthy());
+        assert!(
+            matches!(s.alerts[..], [Alert::Recovered { failures: 12 }]),
+            "{:?}",
+            s.alerts
+        );
+        assert_eq!(s.p.snapshot().attempts, 0);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! change and every check; fsynced only when the counters or the phase change,
 //! since a lost "last check" line costs nothing.
 //!
-//! The monitor never reads its state back to decide anything: a state file
-//! that is truncated or garbage is reported by `status` and rebuilt by the
-//! next write.
+//! The monitor reads its state back only at start, to resume the attempt
+//! count and a give-up from a recent state its predecessor left
+//! ([`resumable`]); a state file that is truncated or garbage is ignored
+//! then, reported by `status` and rebuilt by the next write.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -33,6 +34,10 @@ pub struct State {
     pub last_restart: Option<String>,
     pub started: String,
     pub updated: String,
+    /// `updated` as milliseconds since the epoch, for the next monitor's
+    /// [`resumable`].
+    #[serde(default)]
+    pub updated_unix_ms: u64,
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
@@ -57,6 +62,31 @@ pub struct LastCheck {
     pub healthy: bool,
     pub latency_ms: f64,
     pub reason: Option<String>,
+}
+
+/// Pure: what a monitor starting at `now_unix_ms` takes over from the state
+/// `s` its predecessor left: only when that state is recent (`updated`
+/// within `window` of now), is for the same HEALTH_URL, and its monitor did
+/// not stop on purpose (phase `stopped`). `window` is max(RESTART_COOLDOWN,
+/// 3 × CHECK_INTERVAL) + 5 s (the state is rewritten at least that often
+/// while anything changes).
+pub fn resumable(
+    s: &State,
+    health_url: &str,
+    now_unix_ms: u64,
+    window: std::time::Duration,
+) -> Option<crate::policy::Resumed> {
+    let age = now_unix_ms.abs_diff(s.updated_unix_ms);
+    let recent = s.updated_unix_ms > 0 && u128::from(age) <= window.as_millis();
+    if !recent || s.health_url != health_url || matches!(s.phase.as_str(), "stopped" | "") {
+        return None;
+    }
+    Some(crate::policy::Resumed {
+        attempts: s.restart_attempts,
+        given_up: s.phase == "given-up",
+        failures: s.consecutive_failures,
+        last_error: s.last_error.clone(),
+    })
 }
 
 /// Writes the state file atomically.
@@ -152,6 +182,54 @@ pub fn render(s: &State, monitor_running: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_recent_state_of_the_same_url_is_resumed() {
+        use std::time::Duration;
+        let url = "http://127.0.0.1:8000/health";
+        let s = State {
+            health_url: url.into(),
+            phase: "given-up".into(),
+            restart_attempts: 3,
+            consecutive_failures: 9,
+            last_error: Some("HTTP 503".into()),
+            updated_unix_ms: 1_000_000,
+            ..State::default()
+        };
+        let w = Duration::from_secs(10);
+        let r = resumable(&s, url, 1_009_000, w).expect("recent");
+        assert_eq!(
+            r,
+            crate::policy::Resumed {
+                attempts: 3,
+                given_up: true,
+                failures: 9,
+                last_error: Some("HTTP 503".into()),
+            }
+        );
+        assert_eq!(resumable(&s, url, 1_010_001, w), None, "too old");
+        assert_eq!(
+            resumable(&s, "http://127.0.0.1:9/health", 1_000_000, w),
+            None
+        );
+        let stopped = State {
+            phase: "stopped".into(),
+            ..s.clone()
+        };
+        assert_eq!(resumable(&stopped, url, 1_000_000, w), None);
+        let old_format = State {
+            updated_unix_ms: 0,
+            ..s.clone()
+        };
+        assert_eq!(resumable(&old_format, url, 5_000, w), None);
+        let running = State {
+            phase: "running".into(),
+            restart_attempts: 1,
+            ..s
+        };
+        let r = resumable(&running, url, 1_000_000, w).unwrap();
+        assert!(!r.given_up && r.attempts == 1);
+    }
 
     #[test]
     fn round_trips_and_reports_damage() {

@@ -12,14 +12,15 @@
 //! `LOG_DIR/alerts/`, as it always was, and entries left in the outbox by an
 //! earlier run with channels are turned into such files rather than lost.
 //!
-//! Bounded: one call to [`Dispatcher::submit`] or [`Dispatcher::retry_due`]
-//! starts a channel attempt only while a whole `SMTP_TIMEOUT` still fits in
-//! one `SMTP_TIMEOUT` from the call's start (the first attempt always runs),
-//! so the loop is never held up longer than that (plus the webhook's
+//! Bounded: within one loop turn (from one [`Dispatcher::begin_turn`] to the
+//! next), [`Dispatcher::submit`] and [`Dispatcher::retry_due`] start a
+//! channel attempt only while a whole `SMTP_TIMEOUT` still fits in one
+//! `SMTP_TIMEOUT` from the turn's first attempt (the first attempt always
+//! runs), so the loop is never held up longer than that (plus the webhook's
 //! rounding to whole seconds when `SMTP_TIMEOUT` is under one second). What
 //! did not fit stays due and goes in the next loop turn. When a channel fails
 //! for one entry, the other entries that need it are not tried in the same
-//! call: they are deferred to that entry's retry time, without counting a
+//! turn: they are deferred to that entry's retry time, without counting a
 //! failure, so a dead mail server costs one timeout per round, not one per
 //! waiting alert.
 //!
@@ -36,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::outbox::{Entry, OutboxDir, Schedule};
+use super::outbox::{self, Entry, OutboxDir, Schedule};
 use super::smtp::{self, Mailer};
 use super::webhook::{self, Webhook};
 use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Message, MimeParts};
@@ -71,6 +72,22 @@ pub struct Dispatcher {
     unsaved: u32,
     /// Set when the monitor is stopping: a delivery in progress gives up.
     cancel: Option<Arc<AtomicBool>>,
+    /// When this loop turn's first attempt began: one SMTP_TIMEOUT from
+    /// there is the whole turn's budget (see [`Dispatcher::begin_turn`]).
+    turn_start: Option<Instant>,
+    /// Channels that failed in this turn, and when the entry that failed on
+    /// them is due again.
+    down: HashMap<&'static str, Instant>,
+}
+
+/// Pure: whether another attempt of up to `timeout` may start at `now` in a
+/// loop turn whose first attempt began at `turn_start` (`None`: none yet —
+/// the first attempt always runs): only while it ends within one `timeout`
+/// of the turn's first attempt.
+pub fn room_for_attempt(turn_start: Option<Instant>, now: Instant, timeout: Duration) -> bool {
+    turn_start.is_none_or(|start| {
+        crate::config::instant_after(now, timeout) <= crate::config::instant_after(start, timeout)
+    })
 }
 
 impl Dispatcher {
@@ -95,6 +112,8 @@ impl Dispatcher {
             timeout: a.smtp_timeout,
             unsaved: 0,
             cancel: None,
+            turn_start: None,
+            down: HashMap::new(),
         }
     }
 
@@ -123,7 +142,65 @@ impl Dispatcher {
             log::info!(pending = d.schedule.len(), channels = d.channels().join(",").as_str();
                 "alerts left in the outbox by an earlier run: delivering them now");
         }
+        d.compact(SystemTime::now(), now);
         d
+    }
+
+    /// Folds stale entries of one kind, and past [`outbox::MAX_ENTRIES`]
+    /// the oldest ones (`restarted` first), into one summary entry each (see
+    /// [`outbox::plan_folds`]). The summary is written before the folded
+    /// files are removed, and each fold is logged: nothing is dropped
+    /// silently. A summary that cannot be written folds nothing.
+    fn compact(&mut self, wall: SystemTime, now: Instant) {
+        if self.entries.len() < 3 {
+            return;
+        }
+        let folds = outbox::plan_folds(
+            &self.entries,
+            unix_ms(wall),
+            outbox::STALE_AFTER,
+            outbox::MAX_ENTRIES,
+        );
+        for fold in folds {
+            let items: Vec<&Entry> = fold
+                .ids
+                .iter()
+                .filter_map(|id| self.entries.get(id))
+                .collect();
+            let Some(summary) = outbox::summarize(&items) else {
+                continue;
+            };
+            let id = if !self.has_channels() {
+                self.unsaved += 1;
+                format!("unsaved-{}", self.unsaved)
+            } else {
+                match self.outbox.create(&summary) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        log::error!(event = fold.event.as_str(), count = fold.ids.len(), error = e.to_string().as_str();
+                            "cannot write a summary of waiting alerts to the outbox; they stay as they are");
+                        continue;
+                    }
+                }
+            };
+            let first = items.first().map(|e| e.time.clone()).unwrap_or_default();
+            let last = items.last().map(|e| e.time.clone()).unwrap_or_default();
+            log::warn!(event = fold.event.as_str(), folded = summary.folded.len(), entries = fold.ids.len(),
+                oldest = first.as_str(), newest = last.as_str(), summary = id.as_str();
+                "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)");
+            for old in &fold.ids {
+                self.schedule.remove(old);
+                self.entries.remove(old);
+                if !old.starts_with("unsaved-") {
+                    if let Err(e) = self.outbox.remove(old) {
+                        log::warn!(id = old.as_str(), error = e.to_string().as_str();
+                            "cannot remove a folded alert from the outbox; it may be sent again after a restart");
+                    }
+                }
+            }
+            self.entries.insert(id.clone(), summary);
+            self.schedule.add(&id, now);
+        }
     }
 
     /// Makes every delivery give up as soon as `flag` is set (the monitor's
@@ -157,6 +234,15 @@ impl Dispatcher {
             c.push(WEBHOOK);
         }
         c
+    }
+
+    /// A new loop turn: a new budget of one SMTP_TIMEOUT for every
+    /// [`Dispatcher::submit`] and [`Dispatcher::retry_due`] until the next
+    /// call, so that a turn that makes several alerts still holds up the
+    /// checks for one SMTP_TIMEOUT at most.
+    pub fn begin_turn(&mut self) {
+        self.turn_start = None;
+        self.down.clear();
     }
 
     /// When [`Dispatcher::retry_due`] has work next; `None`: nothing waits.
@@ -196,13 +282,21 @@ impl Dispatcher {
         log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
         self.entries.insert(id.clone(), entry);
         self.schedule.add(&id, now);
-        self.deliver(vec![id]);
+        self.compact(time, now);
+        if self.entries.contains_key(&id) {
+            self.deliver(vec![id]);
+        } else {
+            self.retry_due(now);
+        }
     }
 
-    /// Tries every entry that is due at `now`.
+    /// Tries every entry that is due at `now`: "Server Down" and "Server
+    /// Recovered" newest first, then the rest oldest first.
     pub fn retry_due(&mut self, now: Instant) {
         let due = self.schedule.due(now);
         if !due.is_empty() {
+            self.compact(SystemTime::now(), now);
+            let due = outbox::delivery_order(&self.schedule.due(now), &self.entries);
             self.deliver(due);
         }
     }
@@ -261,14 +355,9 @@ impl Dispatcher {
         }
     }
 
-    /// One round for each of `ids` (oldest first) within the budget.
+    /// One round for each of `ids` (in the order given) within the turn's budget.
     fn deliver(&mut self, ids: Vec<String>) {
-        let start = Instant::now();
-        let budget_end = crate::config::instant_after(start, self.timeout);
-        let mut attempted = false;
-        // Channels that failed in this call, and when the entry that failed
-        // on them is due again.
-        let mut down: HashMap<&'static str, Instant> = HashMap::new();
+        let mut down = std::mem::take(&mut self.down);
         for id in ids {
             let Some(mut entry) = self.entries.get(&id).cloned() else {
                 self.schedule.remove(&id);
@@ -300,15 +389,14 @@ impl Dispatcher {
                     stop = true;
                     break;
                 }
-                if attempted
-                    && crate::config::instant_after(Instant::now(), self.timeout) > budget_end
-                {
+                let now = Instant::now();
+                if !room_for_attempt(self.turn_start, now, self.timeout) {
                     // No room for another whole attempt: what is left waits
                     // for the next loop turn (still due), after the checks.
                     stop = true;
                     break;
                 }
-                attempted = true;
+                self.turn_start.get_or_insert(now);
                 let attempt = entry.count_attempt(channel);
                 let t = Instant::now();
                 let result = self.attempt(channel, &entry);
@@ -353,6 +441,7 @@ impl Dispatcher {
                 break;
             }
         }
+        self.down = down;
     }
 
     /// Records an entry's progress, in memory and in its file.
@@ -397,6 +486,14 @@ impl Dispatcher {
             "alert written");
         Ok(())
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// `server-monitor test-alert`: "Test Alert" through each configured channel
@@ -467,5 +564,27 @@ pub fn test_alert(cfg: &Config) -> u8 {
             failures.join("; ")
         );
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_for_attempt;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn one_smtp_timeout_per_loop_turn() {
+        let t = Duration::from_secs(2);
+        let start = Instant::now();
+        assert!(room_for_attempt(None, start, t), "the first attempt runs");
+        // An attempt that answered at once leaves room for another.
+        assert!(room_for_attempt(Some(start), start, t));
+        assert!(!room_for_attempt(
+            Some(start),
+            start + Duration::from_millis(1),
+            t
+        ));
+        // One that timed out leaves none for the rest of the turn.
+        assert!(!room_for_attempt(Some(start), start + t, t));
     }
 }

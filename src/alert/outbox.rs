@@ -13,6 +13,11 @@
 //!   file, fsync, rename, fsync of the directory), files are 0640 and the
 //!   directory 0750.
 //!
+//! - [`delivery_order`] and [`plan_folds`] / [`summarize`] are pure too:
+//!   "Server Down" and "Server Recovered" first, newest first; stale entries
+//!   of one kind, and past [`MAX_ENTRIES`] the oldest (`restarted` first),
+//!   folded into one summary that lists each — folded, never dropped.
+//!
 //! Not here: delivery, logging, deciding which channels exist (that is
 //! `dispatch`). Nothing is ever deleted here except an entry the caller says
 //! is done; a file that cannot be parsed is left where it is.
@@ -140,6 +145,203 @@ pub struct Entry {
     /// Channels that have taken it (`email`, `webhook`).
     #[serde(default)]
     pub delivered: Vec<String>,
+    /// A summary entry: the alerts folded into it (see [`plan_folds`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<Folded>,
+}
+
+/// One alert folded into a summary: when, what, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    pub time: String,
+    pub subject: String,
+    pub cause: String,
+}
+
+/// Entries older than this are stale: all but the newest of one kind are
+/// folded into one summary.
+pub const STALE_AFTER: Duration = Duration::from_secs(3600);
+/// The most entries the outbox holds; past that the oldest `restarted`
+/// entries are folded first.
+pub const MAX_ENTRIES: usize = 1000;
+
+/// "Server Down" and "Server Recovered": these go first, newest first.
+fn urgent(event: &str) -> bool {
+    matches!(event, "down" | "recovered")
+}
+
+/// Pure: the order in which the waiting entries `ids` are tried: "Server
+/// Down" and "Server Recovered" newest first, then the rest oldest first
+/// (ids unknown to `entries` last).
+pub fn delivery_order(ids: &[String], entries: &BTreeMap<String, Entry>) -> Vec<String> {
+    let key = |id: &String| entries.get(id).map(|e| (e.time_unix_ms, id.clone()));
+    let mut first: Vec<(u64, String)> = Vec::new();
+    let mut rest: Vec<(u64, String)> = Vec::new();
+    let mut unknown = Vec::new();
+    for id in ids {
+        match (key(id), entries.get(id)) {
+            (Some(k), Some(e)) if urgent(&e.event) => first.push(k),
+            (Some(k), Some(_)) => rest.push(k),
+            _ => unknown.push(id.clone()),
+        }
+    }
+    first.sort_by(|a, b| b.cmp(a));
+    rest.sort();
+    first
+        .into_iter()
+        .chain(rest)
+        .map(|(_, id)| id)
+        .chain(unknown)
+        .collect()
+}
+
+/// Entries of one kind (`event`) to fold into one summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub event: String,
+    /// Oldest first.
+    pub ids: Vec<String>,
+}
+
+/// Pure: which waiting entries to fold at `now_unix_ms`. Only entries no
+/// channel has taken yet are folded, and never the newest of its kind.
+/// 1. Per kind, the entries older than `stale_after` (at least two) become
+///    one fold.
+/// 2. While more than `max` entries would remain, the oldest entries are
+///    folded, `restarted` first, then other kinds, "Server Recovered" and
+///    "Server Down" last.
+///
+/// Folding never drops anything: each folded entry is listed in its summary.
+pub fn plan_folds(
+    entries: &BTreeMap<String, Entry>,
+    now_unix_ms: u64,
+    stale_after: Duration,
+    max: usize,
+) -> Vec<Fold> {
+    // Per kind, the foldable entries oldest first, less the newest.
+    let mut kinds: BTreeMap<&str, Vec<(u64, &String)>> = BTreeMap::new();
+    for (id, e) in entries {
+        if e.delivered.is_empty() {
+            kinds
+                .entry(e.event.as_str())
+                .or_default()
+                .push((e.time_unix_ms, id));
+        }
+    }
+    for list in kinds.values_mut() {
+        list.sort();
+        list.pop();
+    }
+    let stale_ms = u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX);
+    let mut folds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
+    for (kind, list) in &kinds {
+        let stale = list
+            .iter()
+            .take_while(|(t, _)| now_unix_ms.saturating_sub(*t) >= stale_ms)
+            .count();
+        if stale >= 2 {
+            folds.insert(
+                kind,
+                list[..stale].iter().map(|(_, id)| (*id).clone()).collect(),
+            );
+            taken.insert(kind, stale);
+        }
+    }
+    let mut remaining = entries.len() - folds.values().map(|f| f.len() - 1).sum::<usize>();
+    let rank = |k: &str| match k {
+        "restarted" => 0,
+        "down" => 3,
+        "recovered" => 2,
+        _ => 1,
+    };
+    let mut order: Vec<&str> = kinds.keys().copied().collect();
+    order.sort_by_key(|k| (rank(k), *k));
+    for kind in order {
+        if remaining <= max {
+            break;
+        }
+        let list = &kinds[kind];
+        let from = taken.get(kind).copied().unwrap_or(0);
+        let more = &list[from..];
+        let excess = remaining - max;
+        let fold = folds.entry(kind).or_default();
+        // A new fold of n entries saves n - 1; each added to one saves 1.
+        let n = if fold.is_empty() {
+            if more.len() < 2 {
+                folds.remove(kind);
+                continue;
+            }
+            (excess + 1).min(more.len())
+        } else {
+            excess.min(more.len())
+        };
+        let fold = folds.entry(kind).or_default();
+        let saved = if fold.is_empty() { n - 1 } else { n };
+        fold.extend(more[..n].iter().map(|(_, id)| (*id).clone()));
+        remaining -= saved;
+    }
+    folds
+        .into_iter()
+        .map(|(event, ids)| Fold {
+            event: event.to_string(),
+            ids,
+        })
+        .collect()
+}
+
+/// Pure: the summary entry for `items` (one kind, oldest first): each item,
+/// and each one an earlier summary holds, listed with its time, subject and
+/// cause. It takes the newest item's time, and a Message-ID of its own.
+pub fn summarize(items: &[&Entry]) -> Option<Entry> {
+    let newest = items.iter().max_by_key(|e| e.time_unix_ms)?;
+    let mut folded: Vec<Folded> = Vec::new();
+    for e in items {
+        if e.folded.is_empty() {
+            folded.push(Folded {
+                time: e.time.clone(),
+                subject: e.subject.clone(),
+                cause: cause_of(&e.body),
+            });
+        } else {
+            folded.extend(e.folded.iter().cloned());
+        }
+    }
+    folded.sort_by(|a, b| a.time.cmp(&b.time));
+    let base = newest
+        .subject
+        .split(" (")
+        .next()
+        .unwrap_or(&newest.subject)
+        .to_string();
+    let mut body = format!(
+        "{} alerts of this kind waited for delivery and are folded into this one:\n",
+        folded.len()
+    );
+    for f in &folded {
+        body.push_str(&format!("- {} {}: {}\n", f.time, f.subject, f.cause));
+    }
+    Some(Entry {
+        event: newest.event.clone(),
+        subject: format!("{base} ({} alerts, folded)", folded.len()),
+        body,
+        host: newest.host.clone(),
+        time: newest.time.clone(),
+        time_unix_ms: newest.time_unix_ms,
+        message_id: format!("summary-{}.{}", folded.len(), newest.message_id),
+        attempts: BTreeMap::new(),
+        delivered: Vec::new(),
+        folded,
+    })
+}
+
+/// The `Cause:` line of an alert's body, else its first line.
+fn cause_of(body: &str) -> String {
+    body.lines()
+        .find_map(|l| l.strip_prefix("Cause: "))
+        .or_else(|| body.lines().next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl Entry {
@@ -165,6 +367,7 @@ impl Entry {
             message_id: message_id.to_string(),
             attempts: BTreeMap::new(),
             delivered: Vec::new(),
+            folded: Vec::new(),
         }
     }
 
@@ -273,6 +476,165 @@ impl OutboxDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOUR_MS: u64 = 3_600_000;
+
+    fn entry(event: &str, at_ms: u64, cause: &str) -> Entry {
+        let subject = match event {
+            "down" => "[A] Server Down",
+            "recovered" => "[A] Server Recovered",
+            _ => "[A] Server Restarted Successfully",
+        };
+        Entry::new(
+            event,
+            subject,
+            &format!("Something.\nCause: {cause}\nhost"),
+            "h",
+            SystemTime::UNIX_EPOCH + Duration::from_millis(at_ms),
+            &format!("{at_ms}@h"),
+        )
+    }
+
+    fn outbox(list: &[(&str, u64)]) -> BTreeMap<String, Entry> {
+        list.iter()
+            .enumerate()
+            .map(|(i, (ev, t))| (format!("{i:05}-{ev}"), entry(ev, *t, &format!("c{i}"))))
+            .collect()
+    }
+
+    #[test]
+    fn down_and_recovered_go_first_newest_first() {
+        let e = outbox(&[
+            ("restarted", 1),
+            ("down", 2),
+            ("restarted", 3),
+            ("recovered", 4),
+            ("down", 5),
+        ]);
+        let ids: Vec<String> = e.keys().cloned().collect();
+        let order = delivery_order(&ids, &e);
+        assert_eq!(
+            order,
+            [
+                "00004-down",
+                "00003-recovered",
+                "00001-down",
+                "00000-restarted",
+                "00002-restarted"
+            ]
+        );
+        let mut with_unknown = ids.clone();
+        with_unknown.insert(0, "gone".into());
+        assert_eq!(delivery_order(&with_unknown, &e).last().unwrap(), "gone");
+    }
+
+    #[test]
+    fn stale_entries_of_one_kind_fold_but_the_newest_and_lone_ones_stay() {
+        let now = 100 * HOUR_MS;
+        let e = outbox(&[
+            ("restarted", now - 5 * HOUR_MS),
+            ("restarted", now - 4 * HOUR_MS),
+            ("down", now - 4 * HOUR_MS),
+            ("restarted", now - 3 * HOUR_MS),
+            ("restarted", now - 60_000),
+            ("down", now - 60_000),
+        ]);
+        let folds = plan_folds(&e, now, STALE_AFTER, MAX_ENTRIES);
+        assert_eq!(
+            folds,
+            [Fold {
+                event: "restarted".into(),
+                ids: vec![
+                    "00000-restarted".into(),
+                    "00001-restarted".into(),
+                    "00003-restarted".into()
+                ],
+            }],
+            "one stale down alone is not folded; the fresh restarted stays"
+        );
+        // All stale: the newest of each kind still stays as it is.
+        let folds = plan_folds(&e, now + 10 * HOUR_MS, STALE_AFTER, MAX_ENTRIES);
+        assert_eq!(folds.len(), 1, "{folds:?}");
+        assert_eq!(folds[0].ids.len(), 3, "{folds:?}");
+        // Nothing stale: nothing folded.
+        assert!(plan_folds(
+            &e,
+            now - 4 * HOUR_MS - HOUR_MS / 2,
+            STALE_AFTER,
+            MAX_ENTRIES
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_restarted_fold_first() {
+        let now = 10 * HOUR_MS;
+        let mut list: Vec<(&str, u64)> = (0..1005).map(|i| ("restarted", now - 1000 + i)).collect();
+        list.extend([("down", now - 2000), ("down", now - 1), ("recovered", now)]);
+        let e = outbox(&list);
+        let folds = plan_folds(&e, now, STALE_AFTER, 1000);
+        assert_eq!(folds.len(), 1, "{folds:?}");
+        assert_eq!(folds[0].event, "restarted");
+        // 1008 entries: 9 folded into one leave 1000.
+        assert_eq!(folds[0].ids.len(), 9);
+        assert_eq!(folds[0].ids[0], "00000-restarted", "the oldest first");
+        let left = e.len() - (folds[0].ids.len() - 1);
+        assert_eq!(left, 1000);
+        // Only "down" entries past the cap: they fold too, never dropped.
+        let downs: Vec<(&str, u64)> = (0..12).map(|i| ("down", now - 100 + i)).collect();
+        let folds = plan_folds(&outbox(&downs), now, STALE_AFTER, 10);
+        assert_eq!(folds.len(), 1);
+        assert_eq!(folds[0].ids.len(), 3);
+    }
+
+    #[test]
+    fn entries_a_channel_took_are_not_folded() {
+        let now = 100 * HOUR_MS;
+        let mut e = outbox(&[("restarted", 1), ("restarted", 2), ("restarted", 3)]);
+        e.get_mut("00000-restarted")
+            .unwrap()
+            .mark_delivered("email");
+        let folds = plan_folds(&e, now, STALE_AFTER, MAX_ENTRIES);
+        assert!(
+            folds.is_empty(),
+            "one left to fold is not a fold: {folds:?}"
+        );
+    }
+
+    #[test]
+    fn a_summary_lists_each_folded_alert_and_folds_again_flat() {
+        let a = entry("restarted", 1_000, "killed by signal 9");
+        let b = entry("restarted", 2_000, "3 failed checks");
+        let s = summarize(&[&a, &b]).unwrap();
+        assert_eq!(s.event, "restarted");
+        assert_eq!(
+            s.subject,
+            "[A] Server Restarted Successfully (2 alerts, folded)"
+        );
+        assert_eq!(s.time_unix_ms, 2_000);
+        assert_ne!(s.message_id, b.message_id);
+        assert!(
+            s.body.contains(&format!(
+                "{} [A] Server Restarted Successfully: killed by signal 9",
+                a.time
+            )),
+            "{}",
+            s.body
+        );
+        assert!(
+            s.body.contains("Successfully: 3 failed checks"),
+            "{}",
+            s.body
+        );
+        let c = entry("restarted", 3_000, "exited with status 1");
+        let again = summarize(&[&s, &c]).unwrap();
+        assert_eq!(again.folded.len(), 3);
+        assert_eq!(
+            again.subject,
+            "[A] Server Restarted Successfully (3 alerts, folded)"
+        );
+        assert!(summarize(&[]).is_none());
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

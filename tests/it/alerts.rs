@@ -678,3 +678,154 @@ fn without_a_channel_test_alert_writes_an_eml_file() {
     assert!(stdout.contains(files[0].to_str().unwrap()), "{stdout}");
     assert!(read_lossy(&files[0]).contains("Subject: [Chatbot Server Alert] Test Alert"));
 }
+
+/// Issue 8, item 9: one loop turn spends at most one SMTP_TIMEOUT on
+/// deliveries, however many alerts it makes. A planned restart that fails
+/// verification with the attempts used up makes two alerts in one turn
+/// ("Planned Restart Failed" and "Server Down"); against a mail server that
+/// never answers, the checks must not stop for two SMTP_TIMEOUTs.
+#[test]
+fn two_alerts_in_one_loop_turn_cost_at_most_one_smtp_timeout() {
+    let dir = TestDir::new("alert-turn-budget");
+    let ca = TestCa::new(&dir);
+    let pit = TarPit::start();
+    let port = free_port();
+    let fault = dir.write("fault", "ok\n");
+    let mut env = with(
+        monitor_env(port),
+        email_env(&ca, pit.port, "starttls", PASSWORD),
+    );
+    env = with(
+        env,
+        vec![
+            ("SMTP_TIMEOUT", "2".into()),
+            ("MAX_RESTART_ATTEMPTS", "1".into()),
+            ("RESTART_COOLDOWN", "600".into()),
+            ("STARTUP_TIMEOUT", "1.5".into()),
+        ],
+    );
+    let fault_arg = fault.to_str().unwrap().to_string();
+    let m = Monitor::start(
+        &dir,
+        &env,
+        &demo_server_args(port, &["--fault-file", &fault_arg]),
+    );
+    wait_running(&m);
+    // The one attempt allowed is used (and stays used: a long cooldown).
+    kill_server_and_wait_for_restart(&m);
+    dir.write("fault", "fail\n");
+    let out = run(&dir, &env, &["restart"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", m.dump());
+    m.wait_for(Duration::from_secs(15), "both alerts made", || {
+        let log = log_of(m.log_dir());
+        let queued = messages(&log, "alert queued");
+        queued.iter().any(|l| l["extra"]["subject"] == SUBJECT_DOWN)
+            && messages(&log, "health check failed").len() >= 5
+    });
+    let log = log_of(m.log_dir());
+    let requested = messages(&log, "planned restart requested")[0]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = parse_millis(&requested);
+    let times: Vec<f64> = log
+        .iter()
+        .filter(|l| {
+            [
+                "health check failed",
+                "startup probe failed",
+                "health check passed",
+            ]
+            .contains(&l["message"].as_str().unwrap_or_default())
+        })
+        .map(|l| parse_millis(l["timestamp"].as_str().unwrap()))
+        .filter(|&t| t >= after)
+        .collect();
+    let widest = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(
+        widest < 3300.0,
+        "checks {widest} ms apart: two SMTP_TIMEOUTs in one turn\n{}",
+        m.dump()
+    );
+}
+
+/// Issue 8, item 12: after a long outage the waiting alerts go out "Server
+/// Down" first, and stale ones of one kind are folded into one summary that
+/// lists each (none dropped). Left in the outbox by an earlier run: five
+/// "Restarted" three hours old and one "Down" two hours old.
+#[test]
+fn stale_alerts_are_folded_and_down_goes_first() {
+    let dir = TestDir::new("alert-fold");
+    let port = free_port();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let hour = 3_600_000;
+    let mut waiting = Vec::new();
+    for i in 0..5u64 {
+        waiting.push((
+            format!("2026-01-01T00-00-0{i}-000Z-restarted"),
+            "restarted",
+            SUBJECT_RESTARTED,
+            now_ms - 3 * hour + i * 1000,
+            format!("Server was down for 1 checks.\nCause: crash number {i}\nhost"),
+        ));
+    }
+    waiting.push((
+        "2026-01-01T01-00-00-000Z-down".into(),
+        "down",
+        SUBJECT_DOWN,
+        now_ms - 2 * hour,
+        "Server has failed 9 health checks.\nCause: HTTP 503\nhost".into(),
+    ));
+    for (id, event, subject, ms, body) in &waiting {
+        let entry = serde_json::json!({
+            "event": event, "subject": subject, "body": body, "host": "h",
+            "time": format!("t{ms}"), "time_unix_ms": ms,
+            "message_id": format!("{ms}.1.1@h"), "attempts": {}, "delivered": [],
+        });
+        dir.write(format!("logs/outbox/{id}.json"), entry.to_string());
+    }
+    let m = Monitor::start(&dir, &monitor_env(port), &demo_server_args(port, &[]));
+    m.wait_for(
+        Duration::from_secs(10),
+        "the waiting alerts written",
+        || {
+            outbox_files(m.log_dir()).is_empty()
+                && messages(&log_of(m.log_dir()), "alert written").len() >= 3
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = log_of(m.log_dir());
+    let written: Vec<String> = messages(&log, "alert written")
+        .iter()
+        .map(|l| l["extra"]["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(written.len(), 3, "{written:?}\n{}", m.dump());
+    assert_eq!(written[0], SUBJECT_DOWN, "Down first: {written:?}");
+    assert!(
+        written.contains(&format!("{SUBJECT_RESTARTED} (4 alerts, folded)")),
+        "{written:?}"
+    );
+    assert!(
+        written.contains(&SUBJECT_RESTARTED.to_string()),
+        "{written:?}"
+    );
+    let folds = messages(
+        &log,
+        "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)",
+    );
+    assert_eq!(folds.len(), 1, "{}", m.dump());
+    // The summary lists each folded alert with its cause.
+    let summary = all_files(&m.log_dir().join("alerts"))
+        .into_iter()
+        .find(|(_, text)| text.contains("folded into this one"))
+        .expect("the summary's .eml");
+    // Quoted-printable: soft line breaks out.
+    let text = summary.1.replace("=\r\n", "").replace("=\n", "");
+    for i in 0..4 {
+        let line = format!("{SUBJECT_RESTARTED}: crash number {i}");
+        assert!(text.contains(&line), "{text}");
+    }
+}

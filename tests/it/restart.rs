@@ -839,3 +839,60 @@ fn sigterm_during_a_restarts_stop_spawns_no_new_server() {
         m.dump()
     );
 }
+
+/// Issue 8, item 4: a monitor killed (-9) mid-episode and started again
+/// resumes its attempt count and its given-up state from the state file: the
+/// attempts go on from where they were, one "Down" in total, and a resumed
+/// given-up monitor starts no new server and sends no second "Down".
+#[test]
+fn a_restarted_monitor_resumes_attempts_and_give_up_from_the_state_file() {
+    let dir = TestDir::new("restart-resume");
+    let port = free_port();
+    let fault = dir.join("fault");
+    dir.write("fault", "fail\n");
+    let env = settings(port, &[("STARTUP_TIMEOUT", "1")]);
+    let args = demo_server_args(port, &["--fault-file", path_str(&fault)]);
+    let mut m = Monitor::start(&dir, &env, &args);
+    m.wait_for(SLOW, "the first restart attempt", || {
+        state(&m).is_some_and(|s| s["restart_attempts"] == 1)
+    });
+    assert!(m.signal(libc::SIGKILL));
+    m.wait_exit(QUICK).expect("the killed monitor is gone");
+
+    let mut m2 = Monitor::start(&dir, &env, &args);
+    m2.wait_for(SLOW, "the give-up alert", || {
+        alerts_with(&m2, DOWN).len() == 1 && phase(&m2) == "given-up"
+    });
+    let attempts: Vec<u64> = lines_starting(&m2, RESTARTING)
+        .iter()
+        .map(|l| l["extra"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3], "attempts go on\n{}", m2.dump());
+    assert_eq!(state(&m2).unwrap()["restart_attempts"], 3);
+
+    // Killed again while given up: the next one watches, no new server, no
+    // second Down.
+    let started = started_pids(&m2).len();
+    assert!(m2.signal(libc::SIGKILL));
+    m2.wait_exit(QUICK).expect("the killed monitor is gone");
+    let m3 = Monitor::start(&dir, &env, &args);
+    m3.wait_for(SLOW, "checks by the third monitor", || {
+        lines_starting(&m3, "health check failed").len() >= 6
+            && state(&m3).is_some_and(|s| s["monitor_pid"] == m3.pid())
+    });
+    std::thread::sleep(A_FEW_CHECKS);
+    assert_eq!(phase(&m3), "given-up", "{}", m3.dump());
+    assert_eq!(
+        started_pids(&m3).len(),
+        started,
+        "no new server\n{}",
+        m3.dump()
+    );
+    assert_eq!(alerts_with(&m3, DOWN).len(), 1, "{}", describe_alerts(&m3));
+
+    // Fixed: one Recovered.
+    dir.write("fault", "ok\n");
+    m3.wait_for(SLOW, "the recovered alert", || {
+        alerts_with(&m3, RECOVERED).len() == 1
+    });
+}

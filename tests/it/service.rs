@@ -401,3 +401,68 @@ fn retention_removes_old_rotated_logs_and_alerts_at_start() {
     );
     assert!(dir.join("logs/notes.txt").exists(), "not ours: stays");
 }
+
+/// Issue 8, item 4: the watchdog is fed during a long stop. A server whose
+/// process group ignores SIGTERM makes a planned restart wait the whole
+/// STOP_TIMEOUT (3 s) before SIGKILL; with WATCHDOG_USEC=1s systemd would
+/// kill a monitor that went 1 s without WATCHDOG=1.
+#[test]
+fn watchdog_is_fed_during_a_long_stop() {
+    let dir = TestDir::new("watchdog-stop");
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    let port = free_port();
+    let env = settings(
+        port,
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+            ("STOP_TIMEOUT", "3".into()),
+        ],
+    );
+    // The demo server puts SIGTERM back to the default for itself; the shell
+    // and its `sleep` (the group's leader and a member) ignore it.
+    let script = format!("trap '' TERM; {} --port {port} & exec sleep 600", DEMO_BIN);
+    let m = Monitor::start(&dir, &env, &["sh".into(), "-c".into(), script]);
+    m.wait_for(LONG, "a verified server", || {
+        state(m.log_dir())["phase"] == "running" && healthy(port)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let listener = std::thread::spawn(move || {
+        let mut pings = Vec::new();
+        let mut buf = [0u8; 4096];
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(n) = socket.recv(&mut buf) {
+                if &buf[..n] == b"WATCHDOG=1" {
+                    pings.push(Instant::now());
+                }
+            }
+        }
+        pings
+    });
+    let t = Instant::now();
+    let out = run(&dir, &env, &["restart"], Duration::from_secs(30));
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pings = listener.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", m.dump());
+    assert!(
+        took >= Duration::from_secs(3),
+        "the stop waited STOP_TIMEOUT: {took:?}"
+    );
+    let log = read_lossy(&m.log_dir().join("server_monitor.log"));
+    assert!(log.contains("after STOP_TIMEOUT"), "{log}");
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(pings.len() >= 6, "{} pings in {took:?}", pings.len());
+    let worst = gaps.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_millis(900),
+        "a gap of {worst:?} between WATCHDOG=1 pings during the stop (gaps {gaps:?})\n{}",
+        m.dump()
+    );
+}
