@@ -66,6 +66,8 @@ cleanup() {
         done
         # Its own process group (setsid): dockerd and its containerd.
         kill -KILL -- "-$DOCKERD_PID" 2>/dev/null
+        # dockerd leaves its bind mount of the host's network namespace.
+        mountpoint -q "$EXEC_ROOT/netns/default" 2>/dev/null && umount "$EXEC_ROOT/netns/default"
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
     say "docker tests took $(since "$START") s"
@@ -260,6 +262,13 @@ if grep -q '"message":"restarting the server"' "$WORK/vol/logs/server_monitor.lo
 else
     fail "no restart in the monitor's log or no alert in alerts/"
 fi
+out=$(d exec "$RUN_NAME" /usr/local/bin/server-monitor status 2>&1)
+if grep -q '^monitor: *pid 1 (running)' <<<"$out" && grep -q '^state: *running' <<<"$out"; then
+    pass "docker exec … server-monitor status: monitor pid 1 (running), state running"
+else
+    printf '%s\n' "$out" >&2
+    fail "docker exec … server-monitor status failed"
+fi
 # If the orphan survived the crash (the old group was not killed), end it now
 # from the host: either way an orphan of pid 1 dies inside the container.
 if kill -0 "$grandchild_pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$grandchild_pid/status" 2>/dev/null; then
@@ -355,6 +364,13 @@ if wait_healthy "http://127.0.0.1:$CPORT/health" 30; then
 else
     (cd "$COMPOSE_DIR" && timeout 30 docker-compose -p "$PROJECT" logs --tail 20) >&2
     fail "compose: no healthy answer on 127.0.0.1:$CPORT within 30 s"
+fi
+out=$(cd "$COMPOSE_DIR" && timeout 30 docker-compose -p "$PROJECT" exec -T app server-monitor status 2>&1)
+if grep -q '^monitor: *pid 1 (running)' <<<"$out"; then
+    pass "docker-compose exec app server-monitor status (the README's command)"
+else
+    printf '%s\n' "$out" >&2
+    fail "docker-compose exec app server-monitor status failed"
 fi
 if [ -s "$COMPOSE_DIR/logs/server_monitor.log" ]; then
     pass "compose: the monitor's log is in ./logs"
