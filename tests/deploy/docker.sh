@@ -6,7 +6,8 @@
 # (COPY --from), and checks with `docker run`: health answers; a crash inside
 # is restarted; the monitor as pid 1 reaps orphans; logs land in the mounted
 # volume with modes 0640/0750; `docker stop` ends everything within
-# STOP_TIMEOUT with exit code 0. Then the compose example
+# STOP_TIMEOUT with exit code 0, also with a server that ignores SIGTERM
+# (tests/deploy/ignore-term.rs: STOP_TIMEOUT, then SIGKILL). Then the compose example
 # (scripts/docker/docker-compose.yml, unchanged) with docker-compose: up -d,
 # health answers, down.
 #
@@ -28,6 +29,7 @@ EXEC_ROOT=/run/server-monitor-test-docker
 STOP_TIMEOUT=2
 TAG=server-monitor-test
 RUN_NAME=$TAG-run-$$
+STUBBORN_NAME=$TAG-stubborn-$$
 PROJECT=smtest$$
 
 START=$(date +%s.%N)
@@ -55,7 +57,7 @@ cleanup() {
         (cd "$COMPOSE_DIR" && timeout 60 docker-compose -p "$PROJECT" down -t 10 >/dev/null 2>&1)
     fi
     if docker_ok; then
-        timeout 30 "$DOCKER" rm -f "$RUN_NAME" >/dev/null 2>&1
+        timeout 30 "$DOCKER" rm -f "$RUN_NAME" "$STUBBORN_NAME" >/dev/null 2>&1
     fi
     if [ -n "$DOCKERD_PID" ]; then
         say "stopping the dockerd this test started (pid $DOCKERD_PID)"
@@ -206,6 +208,12 @@ d build -q -t "$TAG/app" "$WORK/ctx" >/dev/null || fatal "docker build of the te
 size=$(d image inspect -f '{{.Size}}' "$TAG/app")
 pass "test image (monitor + demo server) builds ($(since "$t") s): $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f MiB", s / 1048576 }'))"
 
+rustc --edition 2021 -O -C strip=symbols -C target-feature=+crt-static -C relocation-model=static \
+    -o "$WORK/ctx/ignore-term" tests/deploy/ignore-term.rs || fatal "cannot build tests/deploy/ignore-term.rs"
+printf 'FROM %s\nCOPY ignore-term /usr/local/bin/ignore-term\n' "$TAG/app" >"$WORK/ctx/Dockerfile.stubborn"
+d build -q -t "$TAG/stubborn" -f "$WORK/ctx/Dockerfile.stubborn" "$WORK/ctx" >/dev/null ||
+    fatal "docker build of the stubborn-server image failed"
+
 # ---------------------------------------------------------------------------
 # docker run
 
@@ -338,6 +346,30 @@ else
     fail "wrong modes in the volume: $bad"
 fi
 d rm -f "$RUN_NAME" >/dev/null 2>&1
+
+# docker stop with a server that ignores SIGTERM: the monitor waits
+# STOP_TIMEOUT, kills the group, and still exits 0 within docker's grace.
+PORT2=$(free_port)
+mkdir -p "$WORK/vol2"
+d run -d --name "$STUBBORN_NAME" --network host -v "$WORK/vol2:/data" \
+    -e HEALTH_URL="http://127.0.0.1:$PORT2/health" -e CHECK_INTERVAL=1 \
+    -e STOP_TIMEOUT="$STOP_TIMEOUT" -e LOG_DIR=/data/logs \
+    "$TAG/stubborn" /usr/local/bin/ignore-term /usr/local/bin/demo-server --host 127.0.0.1 --port "$PORT2" \
+    >/dev/null || fatal "docker run of the stubborn server failed"
+wait_healthy "http://127.0.0.1:$PORT2/health" 30 || fatal "the stubborn server did not answer within 30 s"
+sleep 0.5 # past the monitor's verification
+t=$(now)
+d stop -t 10 "$STUBBORN_NAME" >/dev/null || fail "docker stop (stubborn server) failed"
+took=$(since "$t")
+code=$(d inspect -f '{{.State.ExitCode}}' "$STUBBORN_NAME")
+if [ "$code" = 0 ] && awk -v t="$took" -v s="$STOP_TIMEOUT" 'BEGIN { exit !(t >= s - 0.5 && t <= s + 3) }' &&
+    grep -q '"message":"server killed (SIGKILL) after STOP_TIMEOUT"' "$WORK/vol2/logs/server_monitor.log"; then
+    pass "docker stop, server ignoring SIGTERM: SIGKILL after STOP_TIMEOUT, exit code 0 in $took s"
+else
+    tail -5 "$WORK/vol2/logs/server_monitor.log" >&2
+    fail "docker stop, server ignoring SIGTERM: exit code $code in $took s (want 0, $STOP_TIMEOUT to $STOP_TIMEOUT + 3 s, a SIGKILL logged)"
+fi
+d rm -f "$STUBBORN_NAME" >/dev/null 2>&1
 
 # ---------------------------------------------------------------------------
 # The compose example, unchanged, in a project directory of its own
