@@ -50,13 +50,21 @@ fatal() {
     exit 1
 }
 
+# Debian's client (docker.io) when there; any docker CLI otherwise.
+DOCKER=docker
+[ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
+export DOCKER_BUILDKIT=0 # the classic builder of docker.io; no buildx needed
+
+docker_ok() { timeout 10 "$DOCKER" version >/dev/null 2>&1; }
+d() { timeout 120 "$DOCKER" "$@"; }
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [ -n "$COMPOSE_DIR" ] && [ -f "$COMPOSE_DIR/docker-compose.yml" ]; then
         (cd "$COMPOSE_DIR" && timeout 60 docker-compose -p "$PROJECT" down -t 10 >/dev/null 2>&1)
     fi
-    if docker_ok; then
+    if command -v "$DOCKER" >/dev/null && docker_ok; then
         timeout 30 "$DOCKER" rm -f "$RUN_NAME" "$STUBBORN_NAME" >/dev/null 2>&1
     fi
     if [ -n "$DOCKERD_PID" ]; then
@@ -94,13 +102,6 @@ if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null; th
         fatal "apt-get install docker.io docker-compose failed (see target/docker-apt.log)"
 fi
 command -v python3 >/dev/null || fatal "python3 is needed for the HTTP checks"
-# Debian's client (docker.io) when there; any docker CLI otherwise.
-DOCKER=docker
-[ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
-export DOCKER_BUILDKIT=0 # the classic builder of docker.io; no buildx needed
-
-docker_ok() { timeout 10 "$DOCKER" version >/dev/null 2>&1; }
-d() { timeout 120 "$DOCKER" "$@"; }
 
 if docker_ok; then
     say "using the running dockerd (${DOCKER_HOST:-default socket})"
