@@ -73,7 +73,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-command -v python3 >/dev/null || fatal "python3 is needed (the pseudo-terminal, the HTTP checks)"
+if ! command -v python3 >/dev/null || ! command -v ps >/dev/null; then
+    # python3: the pseudo-terminal and the HTTP checks; procps: ps.
+    [ "$(id -u)" = 0 ] || fatal "python3 and procps are needed; install them (apt-get install python3 procps) or run as root"
+    say "installing Debian's python3 and procps (apt-get)"
+    mkdir -p "$ROOT/target"
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 procps; } \
+        >"$ROOT/target/nohup-apt.log" 2>&1 ||
+        fatal "apt-get install python3 procps failed (see target/nohup-apt.log)"
+fi
 command -v nohup >/dev/null || fatal "nohup (coreutils) is missing"
 
 free_port() {
