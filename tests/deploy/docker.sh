@@ -9,7 +9,8 @@
 # STOP_TIMEOUT with exit code 0, also with a server that ignores SIGTERM
 # (tests/deploy/ignore-term.rs: STOP_TIMEOUT, then SIGKILL). Then the compose example
 # (scripts/docker/docker-compose.yml, unchanged) with docker-compose: up -d,
-# health answers, down.
+# health answers, the monitor killed outright comes back through `restart:`
+# with one server, down.
 #
 # Needs root. Installs Debian's docker.io and docker-compose when missing.
 # Uses the dockerd that answers at DOCKER_HOST (or the default socket); when
@@ -413,6 +414,40 @@ else
     fail "compose: no ./logs/server_monitor.log"
 fi
 cid=$(cd "$COMPOSE_DIR" && timeout 30 docker-compose -p "$PROJECT" ps -q app)
+# `restart: unless-stopped` covers the monitor: kill it (pid 1) outright; Docker
+# starts the container again and the new monitor, finding the old one's
+# server.pid and lock in the volume, starts one server and is healthy.
+pid1=$(d inspect -f '{{.State.Pid}}' "$cid" 2>/dev/null)
+if [ -n "$pid1" ] && [ "$pid1" != 0 ]; then
+    t=$(now)
+    kill -KILL "$pid1"
+    restarted=
+    for _ in $(seq 150); do
+        count=$(d inspect -f '{{.RestartCount}} {{.State.Running}}' "$cid" 2>/dev/null)
+        new_pid1=$(d inspect -f '{{.State.Pid}}' "$cid" 2>/dev/null)
+        if [ "${count%% *}" -ge 1 ] 2>/dev/null && [ "${count#* }" = true ] &&
+            [ "$new_pid1" != "$pid1" ] && [ "$new_pid1" != 0 ]; then
+            restarted=yes
+            break
+        fi
+        sleep 0.2
+    done
+    if [ -n "$restarted" ] && wait_healthy "http://127.0.0.1:$CPORT/health" 30; then
+        sleep 2 # let a second server, if one were started, show up
+        servers=$(container_ps "$cid" | awk '$4 ~ /demo-server$/ && !/--grandchild/' | wc -l)
+        if [ "$servers" = 1 ]; then
+            pass "compose: monitor killed (SIGKILL to pid 1): Docker restarted it, one server, healthy ($(since "$t") s)"
+        else
+            container_ps "$cid" >&2
+            fail "compose: after the monitor's restart $servers servers run in the container"
+        fi
+    else
+        (cd "$COMPOSE_DIR" && timeout 30 docker-compose -p "$PROJECT" logs --tail 20) >&2
+        fail "compose: after SIGKILL to pid 1 the container was not restarted healthy within 30 s"
+    fi
+else
+    fail "compose: cannot find the container's pid 1"
+fi
 t=$(now)
 if (cd "$COMPOSE_DIR" && timeout 60 docker-compose -p "$PROJECT" down) >"$WORK/compose-down.log" 2>&1; then
     pass "docker-compose down ($(since "$t") s)"
