@@ -11,12 +11,14 @@ DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: demo test release bench compare soak fuzz install clean help deb test-systemd
+.PHONY: demo test test-systemd test-docker test-nohup release bench compare soak fuzz install deb clean help
 
 help:
 	@echo "make demo     run the monitor on the bundled demo server (foreground, Ctrl-C stops)"
 	@echo "make test     formatting, clippy and every test"
 	@echo "make release  the static release binary ($(RELEASE_BIN))"
+	@echo "make test-docker  the Dockerfile and the compose example, run for real (root; tests/deploy/docker.sh)"
+	@echo "make test-nohup   the monitor under nohup from a terminal that closes (tests/deploy/nohup.sh)"
 	@echo "make bench    measure reaction times, memory and CPU (scripts/bench.sh)"
 	@echo "make compare  the same figures beside monit and supervisord + httpok (bench.sh --compare)"
 	@echo "make soak     long runs: 100,000 checks, 1,000 restarts; leaks, zombies (scripts/soak.sh)"
@@ -53,7 +55,16 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
-	$(MAKE) test-systemd
+	$(MAKE) test-systemd test-docker test-nohup
+
+# The deployment paths, for real (they build the static release binaries).
+# test-docker needs root: it installs docker.io/docker-compose when missing and
+# starts its own dockerd when none answers.
+test-docker:
+	tests/deploy/docker.sh
+
+test-nohup:
+	tests/deploy/nohup.sh
 
 # The static release binary, size-minded profile (Cargo.toml [profile.release]).
 release:
