@@ -17,6 +17,7 @@ pub mod logging;
 pub mod monitor;
 pub mod notify;
 pub mod policy;
+pub mod reexec;
 pub mod restart;
 pub mod server;
 pub mod state;

@@ -112,6 +112,10 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     for warning in &cfg.warnings {
         log::warn!("{warning}");
     }
+    if let Some(panic) = crate::reexec::previous_panic() {
+        log::error!(panic = panic.as_str(); "the monitor was re-executed after a panic; adopting the server");
+    }
+    crate::reexec::install();
     if let Some(who) = lock.squatter() {
         log::warn!(holder = who; "another process holds this LOG_DIR's lock socket name; relying on the lock file alone");
     }
@@ -122,6 +126,22 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
     Monitor::new(cfg, signals, lock).run()
+}
+
+/// Fault injection for the tests, in debug builds only: with
+/// `SERVER_MONITOR_TEST_PANIC_AT_CHECK=N` the monitor panics at its N-th
+/// check, unless it was re-executed after a panic already.
+#[cfg(debug_assertions)]
+fn test_fault_panic() {
+    use std::sync::atomic::AtomicU32;
+    static CHECKS: AtomicU32 = AtomicU32::new(0);
+    let n = CHECKS.fetch_add(1, Ordering::Relaxed) + 1;
+    let at = std::env::var("SERVER_MONITOR_TEST_PANIC_AT_CHECK")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
+    if at == Some(n) && crate::reexec::previous_panic().is_none() {
+        panic!("test fault: SERVER_MONITOR_TEST_PANIC_AT_CHECK={n}");
+    }
 }
 
 /// An env file that holds SMTP_PASSWORD should be readable by its owner (and
@@ -405,6 +425,8 @@ impl<'a> Monitor<'a> {
     /// One check, logged and recorded; `None` when a stop signal came while
     /// it ran (the loop then ends without waiting for its deadline).
     fn check(&mut self) -> Option<CheckOutcome> {
+        #[cfg(debug_assertions)]
+        test_fault_panic();
         let verifying = self.policy.is_starting();
         let shutdown = &self.signals.shutdown;
         let Some(c) = self.checker.check(|| shutdown.load(Ordering::SeqCst)) else {

@@ -37,6 +37,7 @@ pub const CHILD_ENV_REMOVE: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
+    crate::reexec::REEXEC_ENV,
 ];
 
 /// The monitor's secrets: settings the server has no business reading

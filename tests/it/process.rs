@@ -405,22 +405,39 @@ fn file_descriptors_inherited_by_the_monitor_do_not_reach_the_server() {
     }
 }
 
-/// Item 15: a panic must unwind in the release build, so that the checker's
-/// thread turns a panic of the HTTP client into a failed check.
+/// Item 15: a panic must not leave the server unmanaged. The monitor's panic
+/// hook re-executes it in place (same pid), and the new monitor adopts the
+/// server — the same process, still managed: a later crash is restarted.
 #[test]
-fn release_profile_unwinds_on_panic() {
-    let toml = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
-    let release = toml
-        .split("[profile.release]")
-        .nth(1)
-        .expect("a release profile")
-        .split("\n[")
-        .next()
-        .unwrap();
+fn a_panic_reexecutes_the_monitor_which_adopts_the_server() {
+    let dir = TestDir::new("panic-reexec");
+    let port = free_port();
+    let env = settings(port, &[("SERVER_MONITOR_TEST_PANIC_AT_CHECK", "5")]);
+    let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    let server = wait_running(&m, port);
+    m.wait_for(LONG, "the monitor re-executed after the test panic", || {
+        count_logged(m.log_dir(), "re-executed after a panic") == 1
+            && count_logged(m.log_dir(), "adopted the server") == 1
+    });
     assert!(
-        !release
-            .lines()
-            .any(|l| l.trim().replace(' ', "") == "panic=\"abort\""),
-        "{release}"
+        pid_alive(m.pid()),
+        "the monitor (same pid) runs on\n{}",
+        m.dump()
     );
+    assert_eq!(m.server_pid(), Some(server), "{}", m.dump());
+    assert!(pid_alive(server) && healthy(port), "{}", m.dump());
+    assert_eq!(
+        count_logged(m.log_dir(), "server started"),
+        1,
+        "{}",
+        m.dump()
+    );
+    // Still managed: a crash of the adopted server is restarted.
+    assert!(signal_pid(server, 9));
+    let mut new = None;
+    m.wait_for(LONG, "a new server after kill -9", || {
+        new = m.server_pid().filter(|&p| p != server);
+        new.is_some_and(pid_alive) && healthy(port)
+    });
+    assert!(pid_alive(m.pid()), "{}", m.dump());
 }
