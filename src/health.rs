@@ -213,6 +213,8 @@ impl Checker {
         };
         // `true` once this call's own check was asked for.
         let mut asked = false;
+        let mut asked_at = started;
+        let overdue = self.settings.health_timeout + OVERDUE_GRACE;
         loop {
             if !worker.pending {
                 if asked || worker.jobs.send(crate::sys::current_cpu()).is_err() {
@@ -220,9 +222,20 @@ impl Checker {
                 }
                 worker.pending = true;
                 asked = true;
+                asked_at = Instant::now();
             }
             if give_up() {
                 return None;
+            }
+            if asked_at.elapsed() > overdue {
+                // Past the check's own deadline: only a name lookup (no
+                // timeout of its own) can hold it so. Leave that helper to
+                // it (it ends when the lookup does); a new one next time.
+                self.worker = None;
+                return Some(Check {
+                    outcome: CheckOutcome::Failed(Reason::TimedOut),
+                    latency: started.elapsed(),
+                });
             }
             match worker.results.recv_timeout(GIVE_UP_POLL) {
                 Ok(c) => {
@@ -244,6 +257,9 @@ impl Checker {
         })
     }
 }
+
+/// How long past HEALTH_TIMEOUT [`Checker::check`] waits for its helper.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often [`Checker::check`] asks whether to give up.
 pub const GIVE_UP_POLL: Duration = Duration::from_millis(50);

@@ -20,7 +20,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -116,7 +116,9 @@ impl Webhook {
     /// NOTE: the POST runs on a thread of its own, so that a stop signal
     /// need not wait for a hook that stalls (or for a name lookup, which has
     /// no timeout). A POST given up on ends at its own deadline on that
-    /// thread, holding its socket until then; there is at most the one.
+    /// thread, holding its socket until then; there is at most the one. A
+    /// POST still running a second past its deadline (a name lookup that
+    /// hangs) is given up on as timed out.
     pub fn post(
         &self,
         json: &str,
@@ -134,9 +136,15 @@ impl Webhook {
             // No thread to be had: POST here, uncancellably.
             return post_now(&self.url, json, timeout);
         }
+        let overdue = crate::config::instant_after(Instant::now(), timeout + OVERDUE_GRACE);
         loop {
             if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
                 return Err(WebhookError::Cancelled);
+            }
+            if Instant::now() > overdue {
+                // Only a name lookup (no timeout of its own) holds a POST
+                // past its deadline; the thread ends when the lookup does.
+                return Err(WebhookError::TimedOut(timeout));
             }
             match rx.recv_timeout(CANCEL_POLL) {
                 Ok(result) => return result,
@@ -148,6 +156,9 @@ impl Webhook {
         }
     }
 }
+
+/// How long past its deadline a POST is waited for.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often a POST in progress looks at the cancel flag.
 pub const CANCEL_POLL: Duration = Duration::from_millis(50);

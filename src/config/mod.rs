@@ -379,7 +379,7 @@ pub fn resolve(
         warn_db_response_ms: r
             .get("WARN_DB_RESPONSE_MS", milliseconds)
             .unwrap_or_default(),
-        health_ca_file: r.get("HEALTH_CA_FILE", |s| Ok(cwd.join(s))),
+        health_ca_file: r.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
     };
 
     let server_command = match server_argv.filter(|words| !words.is_empty()) {
@@ -984,6 +984,18 @@ fn split_url(url: &str) -> Option<(&str, &str, &str)> {
         &url[after..authority_end],
         &url[authority_end..],
     ))
+}
+
+/// HEALTH_CA_FILE: a PEM file with at least one certificate, read now, so
+/// that a typo is a refusal to start rather than every https check failing
+/// (and a healthy server restarted).
+fn ca_file(path: &Path) -> Result<PathBuf, String> {
+    let expected = "expected a readable PEM file with at least one CA certificate";
+    let pem = std::fs::read(path).map_err(|e| format!("{expected} ({e})"))?;
+    if crate::tls::pem_certificates(&pem).is_empty() {
+        return Err(format!("{expected} (no certificate in it)"));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// An `http://` or `https://` URL (the scheme in any case, given back in

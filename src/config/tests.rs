@@ -711,13 +711,36 @@ fn url_scheme_in_any_case_is_kept_in_lower_case() {
 }
 
 #[test]
-fn health_ca_file_is_made_absolute() {
-    let c = Input::default().env("HEALTH_CA_FILE", "tls/ca.pem").ok();
-    assert_eq!(
-        c.health.health_ca_file,
-        Some(Path::new(CWD).join("tls/ca.pem"))
-    );
+fn health_ca_file_must_be_a_pem_file_with_a_certificate() {
+    let dir = std::env::temp_dir().join(format!("sm-ca-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let good = dir.join("ca.pem");
+    std::fs::write(&good, cert.cert.pem()).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not pem").unwrap();
+    let c = Input::default()
+        .env("HEALTH_CA_FILE", good.to_str().unwrap())
+        .ok();
+    assert_eq!(c.health.health_ca_file.as_deref(), Some(good.as_path()));
     assert_eq!(Input::default().ok().health.health_ca_file, None);
+    for (path, why) in [
+        (empty.clone(), "(no certificate in it)"),
+        (dir.join("missing.pem"), "(No such file or directory"),
+    ] {
+        let problems = Input::default()
+            .env("HEALTH_CA_FILE", path.to_str().unwrap())
+            .problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "invalid value `{}` for HEALTH_CA_FILE: expected a readable PEM file",
+                path.display()
+            )) && problems[0].contains(why),
+            "{problems:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
