@@ -146,13 +146,6 @@ pub enum Error {
     NoTls(String),
 }
 
-impl Error {
-    /// The deadline passed.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock))
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -585,5 +578,34 @@ mod tests {
             err(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
                 .contains("bad chunk")
         );
+    }
+
+    #[test]
+    fn a_tls_handshake_that_gets_no_answer_ends_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = Url::parse(&format!("https://127.0.0.1:{port}/health")).unwrap();
+        let roots = crate::tls::roots(None, None).unwrap();
+        let req = Request {
+            method: "GET",
+            url: &url,
+            headers: &[],
+            body: &[],
+            body_limit: 100,
+            tls: Some(crate::tls::client_config(roots).unwrap()),
+        };
+        let t = Instant::now();
+        // Accepted by the kernel's backlog, never answered.
+        let err = send(&req, Duration::from_millis(300)).unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            matches!(&err, Error::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)),
+            "{err:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(900),
+            "{took:?}"
+        );
+        drop(listener);
     }
 }
