@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod health;
+pub mod http;
 pub mod lock;
 pub mod logging;
 pub mod monitor;
@@ -23,3 +24,4 @@ pub mod server;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tls;

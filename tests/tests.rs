@@ -12,6 +12,7 @@ mod it {
     mod demo_server;
     mod env_file;
     mod hostile;
+    mod http;
     mod lifecycle;
     mod process;
     mod properties;

@@ -330,7 +330,8 @@ impl Dispatcher {
                     &entry.host,
                     &entry.time,
                 );
-                hook.post(&json, self.timeout).map_err(|e| e.to_string())
+                hook.post(&json, self.timeout, self.cancel.as_deref())
+                    .map_err(|e| e.to_string())
             }
             LOCAL => self.write_local(entry),
             other => Err(format!("unknown channel {other}")),

@@ -29,35 +29,22 @@
 //! Not here: retries (the outbox), rendering (the parent module), logging.
 
 use std::fmt;
-use std::fs;
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use mail_send::smtp::message::Message as Envelope;
 use mail_send::{Credentials, SmtpClientBuilder};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls::CertificateError;
 
 use crate::alert::one_line;
 use crate::config::{AlertSettings, SmtpSecurity};
 
-/// Where distributions keep the system's CA bundle, most common first (the
-/// list openssl-probe and Go's crypto/x509 use).
-pub const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/pki/tls/cacert.pem",
-    "/etc/ssl/cert.pem",
-];
+pub use crate::tls::{pem_certificates, system_bundle, SYSTEM_BUNDLES};
 
 /// Why a delivery failed. `Display` is the short reason for the log and
 /// `test-alert`: what happened and, where there is one, what to check.
@@ -196,24 +183,6 @@ fn classify_tls(e: &rustls::Error, host: &str) -> SmtpError {
     }
 }
 
-/// The system's CA bundle: `SSL_CERT_FILE` when given (it replaces the
-/// default, as in OpenSSL), else the first of [`SYSTEM_BUNDLES`] that
-/// `exists`; `None`: use the compiled-in roots.
-pub fn system_bundle(
-    ssl_cert_file: Option<PathBuf>,
-    exists: impl Fn(&Path) -> bool,
-) -> Option<PathBuf> {
-    ssl_cert_file
-        .filter(|p| !p.as_os_str().is_empty())
-        .or_else(|| SYSTEM_BUNDLES.iter().map(PathBuf::from).find(|p| exists(p)))
-}
-
-/// Every certificate in a PEM text; other sections (keys, CRLs) and
-/// malformed ones are skipped.
-pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(pem).flatten().collect()
-}
-
 /// The email channel's settings. `Debug` masks the password.
 #[derive(Clone)]
 pub struct Mailer {
@@ -277,43 +246,11 @@ impl Mailer {
         format!("{}:{} ({})", self.host, self.port, self.security)
     }
 
-    /// The trusted roots for one delivery.
-    fn roots(&self) -> Result<RootCertStore, SmtpError> {
-        let mut roots = RootCertStore::empty();
-        let system = self
-            .system_bundle
-            .as_ref()
-            .and_then(|p| fs::read(p).ok())
-            .map(|pem| pem_certificates(&pem))
-            .filter(|certs| !certs.is_empty());
-        match system {
-            Some(certs) => {
-                roots.add_parsable_certificates(certs);
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        if let Some(path) = &self.ca_file {
-            let ca_err = |e: String| SmtpError::CaFile(path.clone(), e);
-            let pem = fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-            let certs = pem_certificates(&pem);
-            if certs.is_empty() {
-                return Err(ca_err("no PEM certificate in it".into()));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-            }
-        }
-        Ok(roots)
-    }
-
     fn connector(&self) -> Result<tokio_rustls::TlsConnector, SmtpError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| SmtpError::Tls(e.to_string()))?
-            .with_root_certificates(self.roots()?)
-            .with_no_client_auth();
-        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        let roots = crate::tls::roots(self.system_bundle.as_deref(), self.ca_file.as_deref())
+            .map_err(|crate::tls::CaFileError(path, e)| SmtpError::CaFile(path, e))?;
+        let config = crate::tls::client_config(roots).map_err(SmtpError::Tls)?;
+        Ok(tokio_rustls::TlsConnector::from(config))
     }
 
     /// Delivers `mime` from `from` to every address in `to`, all of it within
@@ -501,39 +438,6 @@ mod tests {
         let out = rt.block_on(unless_cancelled(std::future::pending::<()>(), Some(&flag)));
         assert_eq!(out, None);
         assert!(t.elapsed() < Duration::from_millis(200));
-    }
-
-    #[test]
-    fn ssl_cert_file_replaces_the_system_bundle_and_none_means_compiled_in_roots() {
-        let only = |wanted: &'static str| move |p: &Path| p == Path::new(wanted);
-        assert_eq!(
-            system_bundle(Some("/x/ca.pem".into()), only("/etc/ssl/cert.pem")),
-            Some(PathBuf::from("/x/ca.pem"))
-        );
-        assert_eq!(
-            system_bundle(None, only("/etc/ssl/cert.pem")),
-            Some(PathBuf::from("/etc/ssl/cert.pem"))
-        );
-        assert_eq!(
-            system_bundle(Some("".into()), only("/etc/pki/tls/certs/ca-bundle.crt")),
-            Some(PathBuf::from("/etc/pki/tls/certs/ca-bundle.crt"))
-        );
-        assert_eq!(system_bundle(None, |_| false), None);
-    }
-
-    #[test]
-    fn pem_certificates_skips_keys_and_garbage() {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let pem = format!(
-            "junk\n{}{}{}",
-            cert.cert.pem(),
-            cert.signing_key.serialize_pem(),
-            cert.cert.pem()
-        );
-        let certs = pem_certificates(pem.as_bytes());
-        assert_eq!(certs.len(), 2);
-        assert_eq!(certs[0].as_ref(), cert.cert.der().as_ref());
-        assert!(pem_certificates(b"not pem").is_empty());
     }
 
     #[test]

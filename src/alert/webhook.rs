@@ -10,18 +10,22 @@
 //! The URL's path and query are usually the hook's secret: it is shown only
 //! masked (`https://hooks.slack.com/********`), and no error message carries it.
 //!
-//! NOTE: minreq's timeout is whole seconds, and with a timeout it resolves
-//! the name on a short-lived helper thread.
+//! The POST is `crate::http`'s, under SMTP_TIMEOUT, on a thread of its own
+//! so that a stop signal does not wait for a stalled hook (see
+//! [`Webhook::post`]). Trust for https: the system's roots.
 //!
 //! Not here: retries (the outbox), logging.
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::mask_webhook_url;
+use crate::http::{self, Url};
 
 /// The JSON fields of one alert.
 #[derive(Debug, Serialize)]
@@ -56,6 +60,8 @@ pub enum WebhookError {
     Refused,
     TimedOut(Duration),
     HostNotFound,
+    /// Given up because the monitor is stopping.
+    Cancelled,
     Other(String),
 }
 
@@ -67,8 +73,12 @@ impl fmt::Display for WebhookError {
             }
             WebhookError::Status(code) => write!(f, "HTTP {code}"),
             WebhookError::Refused => f.write_str("connection refused"),
-            WebhookError::TimedOut(t) => write!(f, "timed out after {}s", t.as_secs()),
+            WebhookError::TimedOut(t) if t.subsec_nanos() == 0 => {
+                write!(f, "timed out after {}s", t.as_secs())
+            }
+            WebhookError::TimedOut(t) => write!(f, "timed out after {}s", t.as_secs_f64()),
             WebhookError::HostNotFound => f.write_str("host not found"),
+            WebhookError::Cancelled => f.write_str("interrupted: the monitor is stopping"),
             WebhookError::Other(s) => f.write_str(s),
         }
     }
@@ -100,35 +110,94 @@ impl Webhook {
         mask_webhook_url(&self.url)
     }
 
-    /// POSTs `json` within `timeout`, rounded down to whole seconds, at least 1.
-    pub fn post(&self, json: &str, timeout: Duration) -> Result<(), WebhookError> {
-        let secs = timeout.as_secs().max(1);
-        let response = minreq::post(&self.url)
-            .with_header("Content-Type", "application/json")
-            .with_header(
-                "User-Agent",
-                concat!("server-monitor/", env!("CARGO_PKG_VERSION")),
-            )
-            .with_body(json)
-            .with_timeout(secs)
-            .with_follow_redirects(false)
-            .with_max_headers_size(64 * 1024)
-            .with_max_status_line_length(8 * 1024)
-            .send()
-            .map_err(|e| from_minreq(e, Duration::from_secs(secs)))?;
-        match response.status_code {
-            200..=299 => Ok(()),
-            code => Err(WebhookError::Status(code)),
+    /// POSTs `json` within `timeout`; gives up within [`CANCEL_POLL`] when
+    /// `cancel` is set.
+    ///
+    /// NOTE: the POST runs on a thread of its own, so that a stop signal
+    /// need not wait for a hook that stalls (or for a name lookup, which has
+    /// no timeout). A POST given up on ends at its own deadline on that
+    /// thread, holding its socket until then; there is at most the one. A
+    /// POST still running a second past its deadline (a name lookup that
+    /// hangs) is given up on as timed out.
+    pub fn post(
+        &self,
+        json: &str,
+        timeout: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<(), WebhookError> {
+        let (url, body) = (self.url.clone(), json.to_string());
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("webhook-post".into())
+            .spawn(move || {
+                let _ = tx.send(post_now(&url, &body, timeout));
+            });
+        if spawned.is_err() {
+            // No thread to be had: POST here, uncancellably.
+            return post_now(&self.url, json, timeout);
+        }
+        let overdue = crate::config::instant_after(Instant::now(), timeout + OVERDUE_GRACE);
+        loop {
+            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return Err(WebhookError::Cancelled);
+            }
+            if Instant::now() > overdue {
+                // Only a name lookup (no timeout of its own) holds a POST
+                // past its deadline; the thread ends when the lookup does.
+                return Err(WebhookError::TimedOut(timeout));
+            }
+            match rx.recv_timeout(CANCEL_POLL) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(WebhookError::Other("the HTTP client failed".into()))
+                }
+            }
         }
     }
 }
 
-fn from_minreq(err: minreq::Error, timeout: Duration) -> WebhookError {
+/// How long past its deadline a POST is waited for.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a POST in progress looks at the cancel flag.
+pub const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// The POST itself, here and now.
+fn post_now(url: &str, json: &str, timeout: Duration) -> Result<(), WebhookError> {
+    let url = Url::parse(url).map_err(WebhookError::Other)?;
+    let tls = match url.https {
+        false => None,
+        true => {
+            let system = crate::tls::default_system_bundle();
+            let roots =
+                crate::tls::roots(system.as_deref(), None).map_err(|e| WebhookError::Other(e.1))?;
+            Some(crate::tls::client_config(roots).map_err(WebhookError::Other)?)
+        }
+    };
+    let request = http::Request {
+        method: "POST",
+        url: &url,
+        headers: &[("Content-Type", "application/json")],
+        body: json.as_bytes(),
+        body_limit: 0,
+        tls,
+    };
+    match http::send(&request, timeout) {
+        Ok(r) if (200..300).contains(&r.status) => Ok(()),
+        Ok(r) => Err(WebhookError::Status(r.status)),
+        Err(e) => Err(from_http(e, timeout)),
+    }
+}
+
+fn from_http(err: http::Error, timeout: Duration) -> WebhookError {
     match err {
-        minreq::Error::IoError(e) => from_io(&e, timeout),
-        minreq::Error::AddressNotFound => WebhookError::HostNotFound,
-        // minreq's other errors name what was wrong with the answer, never
-        // the URL; one line of it is enough.
+        http::Error::Io(e) => from_io(&e, timeout),
+        http::Error::HostNotFound => WebhookError::HostNotFound,
+        http::Error::NoAnswer | http::Error::ClosedEarly => {
+            WebhookError::Other("the connection was closed before an answer".into())
+        }
+        // The others name what was wrong with the answer, never the URL.
         other => WebhookError::Other(crate::alert::one_line(&other.to_string())),
     }
 }
@@ -194,9 +263,10 @@ mod tests {
                 from_io(&io::ErrorKind::WouldBlock.into(), t),
                 "timed out after 3s",
             ),
+            (from_http(http::Error::HostNotFound, t), "host not found"),
             (
-                from_minreq(minreq::Error::AddressNotFound, t),
-                "host not found",
+                from_io(&io::ErrorKind::TimedOut.into(), Duration::from_millis(1500)),
+                "timed out after 1.5s",
             ),
         ];
         for (err, want) in table {

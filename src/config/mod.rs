@@ -88,6 +88,7 @@ const fn setting(
 #[rustfmt::skip]
 pub const SETTINGS: &[SettingInfo] = &[
     setting("HEALTH_URL", "URL", Some("http://127.0.0.1:8000/health"), "http://127.0.0.1:8000/health", "what is polled"),
+    setting("HEALTH_CA_FILE", "FILE", None, "", "extra trusted CAs (PEM) for https"),
     setting("SERVER_COMMAND", "COMMAND", None, "", "starts the server (shell-like words)"),
     setting("SERVER_WORKDIR", "DIR", None, "cwd", "where the server is started"),
     setting("STOP_COMMAND", "COMMAND", None, "", "stops a server not started by us"),
@@ -176,13 +177,15 @@ impl fmt::Display for SmtpSecurity {
 #[derive(Clone, PartialEq)]
 pub struct HealthSettings {
     pub health_url: String,
-    /// Whole seconds, at least 1 (minreq's granularity).
+    /// Whole seconds, at least 1 (SPEC; the client itself is not so bound).
     pub health_timeout: Duration,
     /// Lowercased; compared with the body's `status` lowercased.
     pub healthy_statuses: Vec<String>,
     pub warn_memory_percent: f64,
     pub warn_cpu_percent: f64,
     pub warn_db_response_ms: f64,
+    /// Extra trusted CAs for an https HEALTH_URL, beside the system roots.
+    pub health_ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for HealthSettings {
@@ -194,6 +197,7 @@ impl fmt::Debug for HealthSettings {
             .field("warn_memory_percent", &self.warn_memory_percent)
             .field("warn_cpu_percent", &self.warn_cpu_percent)
             .field("warn_db_response_ms", &self.warn_db_response_ms)
+            .field("health_ca_file", &self.health_ca_file)
             .finish()
     }
 }
@@ -375,6 +379,7 @@ pub fn resolve(
         warn_db_response_ms: r
             .get("WARN_DB_RESPONSE_MS", milliseconds)
             .unwrap_or_default(),
+        health_ca_file: r.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
     };
 
     let server_command = match server_argv.filter(|words| !words.is_empty()) {
@@ -641,6 +646,7 @@ impl Config {
         };
         vec![
             ("HEALTH_URL", mask_url_password(&h.health_url)),
+            ("HEALTH_CA_FILE", path(&h.health_ca_file)),
             ("SERVER_COMMAND", words(&s.server_command)),
             ("SERVER_WORKDIR", path(&s.server_workdir)),
             ("STOP_COMMAND", words(&s.stop_command)),
@@ -808,8 +814,8 @@ fn timeout_above_zero(text: &str) -> Result<Duration, String> {
     above_zero(bounded_duration(text, MAX_TIMEOUT, "1 hour (3600 s)")?)
 }
 
-/// HEALTH_TIMEOUT: minreq takes whole seconds, so `0.5` is refused, not
-/// rounded; at most an hour.
+/// HEALTH_TIMEOUT: whole seconds as SPEC has them (the client minreq took
+/// only those), so `0.5` is refused, not rounded; at most an hour.
 fn whole_seconds_at_least_one(text: &str) -> Result<Duration, String> {
     let expected = "expected whole seconds, at least 1 and at most 1 hour (3600), like `5` or `2s`";
     match parse_duration(text) {
@@ -980,35 +986,42 @@ fn split_url(url: &str) -> Option<(&str, &str, &str)> {
     ))
 }
 
+/// HEALTH_CA_FILE: a PEM file with at least one certificate, read now, so
+/// that a typo is a refusal to start rather than every https check failing
+/// (and a healthy server restarted).
+fn ca_file(path: &Path) -> Result<PathBuf, String> {
+    let expected = "expected a readable PEM file with at least one CA certificate";
+    let pem = std::fs::read(path).map_err(|e| format!("{expected} ({e})"))?;
+    if crate::tls::pem_certificates(&pem).is_empty() {
+        return Err(format!("{expected} (no certificate in it)"));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// An `http://` or `https://` URL (the scheme in any case, given back in
+/// lower case) with a host: a name, an IPv4 address or a bracketed IPv6
+/// literal, and an optional port. No `user:password@`: neither client sends
+/// it, and the password would be shown wherever the URL is.
 fn http_url(text: &str) -> Result<String, String> {
     let bad =
         || "expected an http:// or https:// URL with a host, like `http://127.0.0.1:8000/health`";
-    let (scheme, authority, _) = split_url(text).ok_or_else(|| bad().to_string())?;
-    let scheme_ok = matches!(scheme.to_ascii_lowercase().as_str(), "http://" | "https://");
+    let (scheme, authority, rest) = split_url(text).ok_or_else(|| bad().to_string())?;
+    let scheme = scheme.to_ascii_lowercase();
+    let scheme_ok = matches!(scheme.as_str(), "http://" | "https://");
     if !scheme_ok || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad().to_string());
     }
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| bad().to_string())?;
-        match after {
-            "" => (host, None),
-            _ => (
-                host,
-                Some(after.strip_prefix(':').ok_or_else(|| bad().to_string())?),
-            ),
-        }
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    let port_ok = port.is_none_or(|p| unsigned::<u16>(p).is_some_and(|n| n >= 1));
-    if host.is_empty() || !port_ok {
+    if authority.contains('@') {
+        return Err(
+            "expected a URL without `user:password@` (not supported, and the password \
+             would show wherever the URL is shown): remove it"
+                .to_string(),
+        );
+    }
+    if crate::http::Url::parse(text).is_err() {
         return Err(bad().to_string());
     }
-    Ok(text.to_string())
+    Ok(format!("{scheme}{authority}{rest}"))
 }
 
 /// `https://user:secret@host/` -> `https://user:********@host/`.

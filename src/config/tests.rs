@@ -344,9 +344,12 @@ fn other_values_are_checked_per_setting() {
                 "https://example.com",
                 "HTTP://host:1/x?y#z",
                 "http://[::1]:8080/health",
-                "http://user:pw@host/health",
+                // Issue 8 item 6: userinfo is now refused; see
+                // userinfo_in_a_url_is_refused_with_the_password_masked.
             ],
             &[
+                "http://[::1/health",
+                "http://[nope]:80/",
                 "127.0.0.1:8000/health",
                 "ftp://host/x",
                 "http://",
@@ -678,11 +681,73 @@ fn render_values_cover_settings_in_order() {
 }
 
 #[test]
+fn userinfo_in_a_url_is_refused_with_the_password_masked() {
+    let problems = Input::default()
+        .env("HEALTH_URL", "https://admin:hunter2@app.example.com/health")
+        .env("ALERT_WEBHOOK_URL", "https://u:hunter2@hooks.example.com/x")
+        .problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with(
+        "invalid value `https://admin:********@app.example.com/health` for HEALTH_URL: expected a URL without `user:password@`"
+    ), "{problems:?}");
+    assert!(
+        problems[1].contains("for ALERT_WEBHOOK_URL: expected a URL without `user:password@`"),
+        "{problems:?}"
+    );
+    assert!(!problems.concat().contains("hunter2"), "{problems:?}");
+}
+
+#[test]
+fn url_scheme_in_any_case_is_kept_in_lower_case() {
+    let c = Input::default()
+        .env("HEALTH_URL", "HTTPS://App.example.com:8443/Health")
+        .env("ALERT_WEBHOOK_URL", "Http://[::1]:9/hook")
+        .ok();
+    assert_eq!(c.health.health_url, "https://App.example.com:8443/Health");
+    assert_eq!(
+        c.alert.alert_webhook_url.as_deref(),
+        Some("http://[::1]:9/hook")
+    );
+}
+
+#[test]
+fn health_ca_file_must_be_a_pem_file_with_a_certificate() {
+    let dir = std::env::temp_dir().join(format!("sm-ca-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let good = dir.join("ca.pem");
+    std::fs::write(&good, cert.cert.pem()).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not pem").unwrap();
+    let c = Input::default()
+        .env("HEALTH_CA_FILE", good.to_str().unwrap())
+        .ok();
+    assert_eq!(c.health.health_ca_file.as_deref(), Some(good.as_path()));
+    assert_eq!(Input::default().ok().health.health_ca_file, None);
+    for (path, why) in [
+        (empty.clone(), "(no certificate in it)"),
+        (dir.join("missing.pem"), "(No such file or directory"),
+    ] {
+        let problems = Input::default()
+            .env("HEALTH_CA_FILE", path.to_str().unwrap())
+            .problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "invalid value `{}` for HEALTH_CA_FILE: expected a readable PEM file",
+                path.display()
+            )) && problems[0].contains(why),
+            "{problems:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn render_masks_secrets() {
     let c = Input::default()
         .env("SMTP_USERNAME", "me@x.org")
         .env("SMTP_PASSWORD", "hunter2")
-        .env("HEALTH_URL", "https://admin:hunter2@app.example.com/health")
         .env(
             "ALERT_WEBHOOK_URL",
             "https://hooks.slack.com/services/T0/B0/hunter2",
@@ -691,7 +756,6 @@ fn render_masks_secrets() {
     let text = c.render();
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("SMTP_PASSWORD=********"));
-    assert!(text.contains("HEALTH_URL=https://admin:********@app.example.com/health"));
     assert!(text.contains("ALERT_WEBHOOK_URL=https://hooks.slack.com/********"));
     assert!(!format!("{c:?}").contains("hunter2"));
     // Unset secrets stay empty rather than looking set.

@@ -4,7 +4,7 @@
 //! 5 s first retry (the webhook's 500, the mail server coming up), the rest
 //! take a few seconds or less.
 
-mod fixture;
+pub mod fixture;
 
 use std::fs;
 use std::path::{Path, PathBuf};

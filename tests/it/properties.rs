@@ -180,6 +180,7 @@ fn health_settings() -> HealthSettings {
         warn_memory_percent: 80.0,
         warn_cpu_percent: 50.0,
         warn_db_response_ms: 100.0,
+        health_ca_file: None,
     }
 }
 
