@@ -16,7 +16,9 @@
 //!
 //! NOTE: name resolution has no timeout of its own. [`Checker`] runs checks
 //! on one long-lived helper thread, so that the monitor can stop waiting for
-//! one (a stop signal) and a panic inside the HTTP client is a failed check.
+//! one (a stop signal). A panic there is a failed check where panics unwind
+//! (`check`, debug builds); in a running release monitor, which aborts on a
+//! panic, the panic hook re-executes the monitor instead (`reexec`).
 //! The monitor's own code stays single-threaded; the process is not
 //! strictly.
 //!
@@ -142,8 +144,9 @@ pub fn check_with(settings: &HealthSettings, tls: &mut TlsCache) -> Check {
 /// second however long HEALTH_TIMEOUT is. One thread for the monitor's life,
 /// not one per check: a thread start costs more than the check itself. It
 /// also keeps a panic inside the HTTP client (none is known; the client
-/// parses hostile input) from taking the monitor down: it becomes a failed check, and the
-/// next check starts a new helper.
+/// parses hostile input) from taking `check` down where panics unwind: it
+/// becomes a failed check, and the next check starts a new helper. (A running
+/// monitor re-executes itself on any panic first: see `reexec`.)
 pub struct Checker {
     settings: HealthSettings,
     worker: Option<Worker>,

@@ -11,8 +11,9 @@
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
 //! long-lived one that runs the checks (so that a stop signal
-//! need not wait for HEALTH_TIMEOUT; see `health::Checker`) and the one
-//! minreq starts inside it; and, for the length of one email delivery, a
+//! need not wait for HEALTH_TIMEOUT; see `health::Checker`); a webhook POST's
+//! thread while one is under way; short-lived watchdog pingers during a long
+//! stop or delivery (`Notifier::keep_alive`); and, for the length of one email delivery, a
 //! current-thread tokio runtime (plus tokio's thread for resolving a host
 //! name). An idle monitor has three threads: this one, ctrlc's and the
 //! checks' helper.

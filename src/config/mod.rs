@@ -814,8 +814,7 @@ fn timeout_above_zero(text: &str) -> Result<Duration, String> {
     above_zero(bounded_duration(text, MAX_TIMEOUT, "1 hour (3600 s)")?)
 }
 
-/// HEALTH_TIMEOUT: whole seconds as SPEC has them (the client minreq took
-/// only those), so `0.5` is refused, not rounded; at most an hour.
+/// HEALTH_TIMEOUT: whole seconds as SPEC has them, so `0.5` is refused, not rounded; at most an hour.
 fn whole_seconds_at_least_one(text: &str) -> Result<Duration, String> {
     let expected = "expected whole seconds, at least 1 and at most 1 hour (3600), like `5` or `2s`";
     match parse_duration(text) {
