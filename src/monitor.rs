@@ -333,7 +333,7 @@ impl<'a> Monitor<'a> {
         let Some(r) = state::resumable(
             &old,
             &self.cfg.health.health_url,
-            unix_ms(SystemTime::now()),
+            crate::logging::unix_millis(SystemTime::now()),
             window,
         ) else {
             return;
@@ -873,7 +873,7 @@ impl<'a> Monitor<'a> {
         self.written_check = self.state.last_check.clone();
         let wall = SystemTime::now();
         self.state.updated = utc_iso8601_millis(wall);
-        self.state.updated_unix_ms = unix_ms(wall);
+        self.state.updated_unix_ms = crate::logging::unix_millis(wall);
         if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
             log::warn!(error = e.to_string().as_str(); "cannot write the state file");
         }
@@ -925,19 +925,11 @@ impl<'a> Monitor<'a> {
         }
         self.state.phase = "stopped".into();
         self.state.updated = utc_iso8601_millis(SystemTime::now());
-        self.state.updated_unix_ms = unix_ms(SystemTime::now());
+        self.state.updated_unix_ms = crate::logging::unix_millis(SystemTime::now());
         let _ = state::write(&dir, &self.state, true);
         log::info!("monitor stopped");
         log::logger().flush();
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    let ms = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The port of a health URL whose host is this machine (loopback or

@@ -157,7 +157,7 @@ impl Dispatcher {
         }
         let folds = outbox::plan_folds(
             &self.entries,
-            unix_ms(wall),
+            crate::logging::unix_millis(wall),
             outbox::STALE_AFTER,
             outbox::MAX_ENTRIES,
         );
@@ -487,14 +487,6 @@ impl Dispatcher {
             "alert written");
         Ok(())
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    let ms = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// `server-monitor test-alert`: "Test Alert" through each configured channel

@@ -32,6 +32,15 @@ use log::kv::{self, VisitSource, VisitValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// Milliseconds since the Unix epoch (0 before it; saturating).
+pub fn unix_millis(t: SystemTime) -> u64 {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
 /// Formats `t` as UTC ISO 8601 with milliseconds and `Z`, e.g.
 /// `2026-11-28T08:28:39.123Z`. Milliseconds are truncated, not rounded (a
 /// timestamp never lies in the future). Times before 1970 work too.
