@@ -454,6 +454,9 @@ mod tests {
             alert_email: vec!["ops@example.com".into()],
             alert_from: "me@example.com".into(),
             alert_webhook_url: None,
+            alert_reminder: None,
+            flap_restarts: 0,
+            flap_window: T,
         };
         let m = Mailer::new(&settings, "vm 1", None).unwrap();
         assert!(!format!("{m:?}").contains("hunter2"));

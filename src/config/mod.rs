@@ -102,6 +102,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     setting("RETRY_AFTER_GIVE_UP", "DURATION", Some("0"), "0=never", "retry this often after giving up"),
     setting("RESTART_ON_EXIT", "BOOL", Some("true"), "true", "restart at once when it exits"),
     setting("KEEP_SERVER_ON_EXIT", "BOOL", Some("false"), "false", "leave it running when we stop"),
+    setting("MEMORY_LIMIT", "SIZE", None, "", "restart above this PSS: 512MB, 80%"),
     setting("SERVICE_NAME", "TEXT", Some("Chatbot Server"), "Chatbot Server", "name in alerts"),
     setting("HEALTHY_STATUSES", "LIST", Some("healthy,ok,pass,up"), "healthy,ok,pass,up", "accepted JSON `status`"),
     setting("WARN_MEMORY_PERCENT", "PERCENT", Some("80"), "80", "warn above this memory use"),
@@ -122,6 +123,14 @@ pub const SETTINGS: &[SettingInfo] = &[
     setting("ALERT_EMAIL", "LIST", None, "", "recipients, comma-separated"),
     setting("ALERT_FROM", "ADDRESS", None, "SMTP_USERNAME", "sender"),
     setting("ALERT_WEBHOOK_URL", "URL", None, "", "also POST alerts as JSON here"),
+    setting("ALERT_REMINDER", "DURATION", Some("1h"), "1h", "first reminder while down; 0=never"),
+    setting("FLAP_RESTARTS", "N", Some("4"), "4", "restarts in FLAP_WINDOW; 0=off"),
+    setting("FLAP_WINDOW", "DURATION", Some("30m"), "30m", "window for FLAP_RESTARTS"),
+    setting("HEARTBEAT_URL", "URL", None, "", "GET this while healthy (secret)"),
+    setting("HEARTBEAT_INTERVAL", "DURATION", Some("60"), "60", "time between heartbeats"),
+    setting("HISTORY_DAYS", "DAYS", Some("400"), "400", "keep history this long; 0 keeps all"),
+    setting("STATUS_LISTEN", "HOST:PORT", None, "", "serve /, /metrics, /status.json here"),
+    setting("STATUS_TOKEN", "SECRET", None, "", "token the status endpoints require"),
 ];
 
 /// The table row for a setting name.
@@ -228,6 +237,96 @@ pub struct PolicySettings {
     /// `None` for `0`: after giving up, wait for a person.
     pub retry_after_give_up: Option<Duration>,
     pub restart_on_exit: bool,
+    /// MEMORY_LIMIT; `None`: memory is not watched.
+    pub memory_limit: Option<MemoryLimit>,
+}
+
+/// MEMORY_LIMIT as given: a size, or a share of the host's memory (resolved
+/// against `/proc/meminfo` by the monitor at start).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    /// Bytes (`512MB`: units are binary, 1 MB = 1 MiB, as in monit and PM2).
+    Bytes(u64),
+    /// Percent of the host's total memory, above 0 and at most 100.
+    Percent(f64),
+}
+
+impl MemoryLimit {
+    /// The limit in bytes on a host with `total_memory` bytes.
+    pub fn bytes(&self, total_memory: u64) -> u64 {
+        match *self {
+            MemoryLimit::Bytes(n) => n,
+            MemoryLimit::Percent(p) => (total_memory as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemoryLimit::Bytes(n) => f.write_str(&format_bytes(n)),
+            MemoryLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// A byte count as a person writes it: `512MiB`, `1.5GiB`, `4096` (whole
+/// bytes below 1 KiB or when no unit divides it into a short figure).
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let value = n as f64 / size as f64;
+            if n.is_multiple_of(size) {
+                return format!("{}{unit}", n / size);
+            }
+            if (value * 10.0).fract() == 0.0 {
+                return format!("{value:.1}{unit}");
+            }
+        }
+    }
+    n.to_string()
+}
+
+/// The dead man's switch (HEARTBEAT_URL). `Debug` masks the URL: it is a secret.
+#[derive(Clone, PartialEq)]
+pub struct HeartbeatSettings {
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Duration,
+}
+
+impl fmt::Debug for HeartbeatSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeartbeatSettings")
+            .field(
+                "heartbeat_url",
+                &self.heartbeat_url.as_deref().map(mask_secret_url),
+            )
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
+}
+
+/// The status endpoints (STATUS_LISTEN). `Debug` masks the token.
+#[derive(Clone, PartialEq)]
+pub struct StatusSettings {
+    /// `None`: no listener.
+    pub status_listen: Option<std::net::SocketAddr>,
+    pub status_token: Option<String>,
+}
+
+impl fmt::Debug for StatusSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusSettings")
+            .field("status_listen", &self.status_listen)
+            .field("status_token", &self.status_token.as_ref().map(|_| MASK))
+            .finish()
+    }
 }
 
 /// Where logs go and how they rotate.
@@ -240,6 +339,8 @@ pub struct LogSettings {
     pub log_backups: u32,
     /// 0 keeps everything.
     pub log_retention_days: u32,
+    /// HISTORY_DAYS: how long `history/` is kept; 0 keeps everything.
+    pub history_days: u32,
 }
 
 /// Alert channels. `Debug` masks the password and the webhook URL.
@@ -259,6 +360,11 @@ pub struct AlertSettings {
     /// `server-monitor@HOSTNAME`.
     pub alert_from: String,
     pub alert_webhook_url: Option<String>,
+    /// ALERT_REMINDER; `None` for `0`: no reminders.
+    pub alert_reminder: Option<Duration>,
+    /// FLAP_RESTARTS; 0: flap detection off.
+    pub flap_restarts: u32,
+    pub flap_window: Duration,
 }
 
 impl fmt::Debug for AlertSettings {
@@ -278,6 +384,9 @@ impl fmt::Debug for AlertSettings {
                 "alert_webhook_url",
                 &self.alert_webhook_url.as_deref().map(mask_webhook_url),
             )
+            .field("alert_reminder", &self.alert_reminder)
+            .field("flap_restarts", &self.flap_restarts)
+            .field("flap_window", &self.flap_window)
             .finish()
     }
 }
@@ -290,6 +399,8 @@ pub struct Config {
     pub policy: PolicySettings,
     pub log: LogSettings,
     pub alert: AlertSettings,
+    pub heartbeat: HeartbeatSettings,
+    pub status: StatusSettings,
     /// Not a setting: this machine's name, for alert bodies and the default sender.
     pub hostname: String,
     /// Where each setting's value came from, in [`SETTINGS`] order.
@@ -416,6 +527,7 @@ pub fn resolve(
             .get("RETRY_AFTER_GIVE_UP", duration)
             .filter(|d| !d.is_zero()),
         restart_on_exit: r.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
+        memory_limit: r.get("MEMORY_LIMIT", memory_limit),
     };
 
     let log = LogSettings {
@@ -424,6 +536,7 @@ pub fn resolve(
         log_max_bytes: r.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
         log_backups: r.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
         log_retention_days: r.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
+        history_days: r.get("HISTORY_DAYS", days).unwrap_or_default(),
     };
 
     let service_name = r.get("SERVICE_NAME", plain_text).unwrap_or_default();
@@ -483,6 +596,33 @@ pub fn resolve(
         alert_email,
         alert_from,
         alert_webhook_url,
+        alert_reminder: r.get("ALERT_REMINDER", duration).filter(|d| !d.is_zero()),
+        flap_restarts: r.get("FLAP_RESTARTS", count).unwrap_or_default(),
+        flap_window: r
+            .get("FLAP_WINDOW", duration_above_zero)
+            .unwrap_or_default(),
+    };
+
+    let heartbeat = HeartbeatSettings {
+        heartbeat_url: r.get("HEARTBEAT_URL", http_url),
+        heartbeat_interval: r
+            .get("HEARTBEAT_INTERVAL", duration_above_zero)
+            .unwrap_or_default(),
+    };
+
+    let status_listen = r.get("STATUS_LISTEN", listen_address);
+    let status_token = r.get("STATUS_TOKEN", token);
+    if let (Some(addr), None) = (status_listen, &status_token) {
+        if !addr.ip().is_loopback() {
+            r.problems.push(format!(
+                "STATUS_LISTEN={addr} is not a loopback address: set STATUS_TOKEN too, or \
+                 listen on 127.0.0.1 and reach the page through an SSH tunnel"
+            ));
+        }
+    }
+    let status = StatusSettings {
+        status_listen,
+        status_token,
     };
 
     if !r.problems.is_empty() {
@@ -508,6 +648,8 @@ pub fn resolve(
         policy,
         log,
         alert,
+        heartbeat,
+        status,
         hostname,
         sources,
         warnings,
@@ -633,6 +775,8 @@ impl Config {
             &self.log,
             &self.alert,
         );
+        let (hb, st) = (&self.heartbeat, &self.status);
+        let masked = |t: &Option<String>| t.as_ref().map(|_| MASK.to_string()).unwrap_or_default();
         let words = |w: &Option<Vec<String>>| w.as_deref().map(join_words).unwrap_or_default();
         let path = |p: &Option<PathBuf>| {
             p.as_ref()
@@ -663,6 +807,10 @@ impl Config {
             ),
             ("RESTART_ON_EXIT", p.restart_on_exit.to_string()),
             ("KEEP_SERVER_ON_EXIT", s.keep_server_on_exit.to_string()),
+            (
+                "MEMORY_LIMIT",
+                p.memory_limit.map(|m| m.to_string()).unwrap_or_default(),
+            ),
             ("SERVICE_NAME", a.service_name.clone()),
             ("HEALTHY_STATUSES", h.healthy_statuses.join(",")),
             ("WARN_MEMORY_PERCENT", h.warn_memory_percent.to_string()),
@@ -695,6 +843,26 @@ impl Config {
                     .map(mask_webhook_url)
                     .unwrap_or_default(),
             ),
+            (
+                "ALERT_REMINDER",
+                format_duration(a.alert_reminder.unwrap_or_default()),
+            ),
+            ("FLAP_RESTARTS", a.flap_restarts.to_string()),
+            ("FLAP_WINDOW", format_duration(a.flap_window)),
+            (
+                "HEARTBEAT_URL",
+                hb.heartbeat_url
+                    .as_deref()
+                    .map(mask_secret_url)
+                    .unwrap_or_default(),
+            ),
+            ("HEARTBEAT_INTERVAL", format_duration(hb.heartbeat_interval)),
+            ("HISTORY_DAYS", l.history_days.to_string()),
+            (
+                "STATUS_LISTEN",
+                st.status_listen.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            ("STATUS_TOKEN", masked(&st.status_token)),
         ]
     }
 }
@@ -742,8 +910,9 @@ impl Resolver<'_> {
             Ok(value) => Some(value),
             Err(expected) => {
                 let shown = match name {
-                    "SMTP_PASSWORD" => MASK.to_string(),
+                    "SMTP_PASSWORD" | "STATUS_TOKEN" => MASK.to_string(),
                     "ALERT_WEBHOOK_URL" => mask_webhook_url(&text),
+                    "HEARTBEAT_URL" => mask_secret_url(&text),
                     _ => mask_url_password(&text),
                 };
                 self.problems
@@ -843,6 +1012,10 @@ fn whole_in(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(out_of_range()),
     }
+}
+
+fn count(text: &str) -> Result<u32, String> {
+    whole_in(text, 0, u64::from(MAX_COUNT), "").map(|n| n as u32)
 }
 
 fn count_at_least_one(text: &str) -> Result<u32, String> {
@@ -1021,6 +1194,75 @@ fn http_url(text: &str) -> Result<String, String> {
         return Err(bad().to_string());
     }
     Ok(format!("{scheme}{authority}{rest}"))
+}
+
+/// MEMORY_LIMIT: `536870912`, `512MB`, `512MiB`, `2G`, `1.5GiB`, or `80%`.
+/// Units are binary (K, KB, KiB = 1024), as in monit and PM2; at least 1 MiB.
+fn memory_limit(text: &str) -> Result<MemoryLimit, String> {
+    let expected = "expected a size like `512MB`, `2GiB` (1 MB = 1 MiB, at least 1 MiB) \
+                    or a percentage of the host's memory above 0 and at most 100, like `80%`";
+    if let Some(number) = text.strip_suffix('%') {
+        return match number.trim().parse::<f64>() {
+            Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Ok(MemoryLimit::Percent(p)),
+            _ => Err(expected.to_string()),
+        };
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(expected.to_string()),
+    };
+    match number.parse::<f64>() {
+        Ok(n)
+            if n.is_finite()
+                && n * scale as f64 >= (1u64 << 20) as f64
+                && n * (scale as f64) < 1e18 =>
+        {
+            Ok(MemoryLimit::Bytes((n * scale as f64) as u64))
+        }
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// STATUS_LISTEN: `127.0.0.1:9100`, `[::1]:9100`, `localhost:9100`,
+/// `0.0.0.0:9100`; a port from 1 to 65535.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let expected = "expected HOST:PORT with an IP address (or `localhost`) and a port from 1 \
+                    to 65535, like `127.0.0.1:9100` or `[::1]:9100`";
+    let text = match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => text.to_string(),
+    };
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// STATUS_TOKEN: printable, no spaces (it travels in an HTTP header), at
+/// least 16 characters (it guards a port that may be open to the network).
+fn token(text: &str) -> Result<String, String> {
+    if text.len() < 16 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "expected at least 16 printable ASCII characters without spaces (for example \
+             the output of `openssl rand -hex 16`)"
+                .to_string(),
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// A URL whose path and query may be its secret (HEARTBEAT_URL: the
+/// healthchecks.io UUID, Uptime Kuma's push token): only scheme and host show.
+pub fn mask_secret_url(url: &str) -> String {
+    mask_webhook_url(url)
 }
 
 /// `https://user:secret@host/` -> `https://user:********@host/`.
