@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod capture;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod files;
 pub mod health;

@@ -36,8 +36,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Cli;
-
 /// One row of the settings table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SettingInfo {
@@ -659,7 +657,14 @@ pub fn resolve(
 /// Gathers the inputs of [`resolve`] from the process: the environment, the
 /// env file (`--env-file PATH` must be readable; the default `.env` in the
 /// working directory is read only when it exists), the hostname and the cwd.
-pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+///
+/// `flags`, `env_file` and `server_argv` are what the command line gave
+/// (see [`resolve`]); this module knows nothing of how it was parsed.
+pub fn load(
+    flags: &[(String, String)],
+    env_file: Option<&Path>,
+    server_argv: Option<Vec<String>>,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut env = HashMap::new();
     for (key, value) in std::env::vars_os() {
@@ -686,9 +691,9 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
             PathBuf::from("/")
         }
     };
-    let (file_path, file_text) = match &cli.env_file {
+    let (file_path, file_text) = match env_file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (Some(path.clone()), text),
+            Ok(text) => (Some(path.to_path_buf()), text),
             Err(e) => {
                 problems.push(format!("cannot read env file {}: {e}", path.display()));
                 (None, String::new())
@@ -705,10 +710,10 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
     };
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let resolved = resolve(
-        &cli.flags,
+        flags,
         &env,
         file_path.as_deref().map(|p| (p, file_text.as_str())),
-        cli.server_command.clone(),
+        server_argv,
         &hostname,
         &cwd,
     );

@@ -867,14 +867,8 @@ fn settings_table_is_consistent() {
 
 #[test]
 fn load_names_an_unreadable_env_file() {
-    let cli = Cli {
-        command: crate::cli::Command::Config,
-        flags: Vec::new(),
-        env_file: Some(PathBuf::from("/nonexistent/server-monitor-test.env")),
-        json: false,
-        server_command: None,
-    };
-    let e = load(&cli).unwrap_err();
+    let path = PathBuf::from("/nonexistent/server-monitor-test.env");
+    let e = load(&[], Some(&path), None).unwrap_err();
     assert!(
         e.problems[0].starts_with("cannot read env file /nonexistent/server-monitor-test.env: "),
         "{e}"
