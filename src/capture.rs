@@ -322,6 +322,7 @@ impl LineSplitter {
     }
 
     /// Bytes held back as a partial piece.
+    #[cfg(test)]
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

@@ -823,10 +823,12 @@ impl<'a> Monitor<'a> {
         self.next_sweep = now + Duration::from_secs(3600);
         let days = self.cfg.log.log_retention_days;
         if days > 0 {
-            let removed = crate::logging::sweep_old_files(
+            let (dir, age) = (
                 &self.cfg.log.log_dir,
                 Duration::from_secs(u64::from(days) * 86_400),
             );
+            let removed = crate::logging::retention::sweep_rotated_logs(dir, age)
+                + alert::sweep_old_alert_files(dir, age);
             if removed > 0 {
                 log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
             }

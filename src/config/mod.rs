@@ -218,9 +218,6 @@ pub struct ServerSettings {
     pub server_workdir: Option<PathBuf>,
     pub stop_command: Option<Vec<String>>,
     pub stop_timeout: Duration,
-    /// Also in [`PolicySettings`]: the server module polls for it, the policy
-    /// bounds its Verifying phase by it.
-    pub startup_timeout: Duration,
     pub keep_server_on_exit: bool,
 }
 
@@ -231,6 +228,8 @@ pub struct PolicySettings {
     pub failure_threshold: u32,
     pub max_restart_attempts: u32,
     pub restart_cooldown: Duration,
+    /// How long a started server has to pass its first check (the policy's
+    /// Verifying phase; also what `server-monitor restart` waits for).
     pub startup_timeout: Duration,
     /// `None` for `0`: after giving up, wait for a person.
     pub retry_after_give_up: Option<Duration>,
@@ -499,15 +498,11 @@ pub fn resolve(
         }
         None => r.get("SERVER_COMMAND", command),
     };
-    let startup_timeout = r
-        .get("STARTUP_TIMEOUT", duration_above_zero)
-        .unwrap_or_default();
     let server = ServerSettings {
         server_command,
         server_workdir: r.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
         stop_command: r.get("STOP_COMMAND", command),
         stop_timeout: r.get("STOP_TIMEOUT", duration).unwrap_or_default(),
-        startup_timeout,
         keep_server_on_exit: r.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
     };
 
@@ -520,7 +515,9 @@ pub fn resolve(
             .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
             .unwrap_or(1),
         restart_cooldown: r.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
-        startup_timeout,
+        startup_timeout: r
+            .get("STARTUP_TIMEOUT", duration_above_zero)
+            .unwrap_or_default(),
         retry_after_give_up: r
             .get("RETRY_AFTER_GIVE_UP", duration)
             .filter(|d| !d.is_zero()),

@@ -82,7 +82,7 @@ fn defaults_match_spec() {
     assert_eq!(c.server.server_workdir, None);
     assert_eq!(c.server.stop_command, None);
     assert_eq!(c.server.stop_timeout, secs(2));
-    assert_eq!(c.server.startup_timeout, secs(10));
+    assert_eq!(c.policy.startup_timeout, secs(10));
     assert!(!c.server.keep_server_on_exit);
     assert_eq!(c.policy.check_interval, secs(30));
     assert_eq!(c.policy.failure_threshold, 3);

@@ -53,9 +53,12 @@
 //!
 //! What it does not do: no buffering (a record is in the kernel when the
 //! macro returns, so nothing is lost if the process is killed), no fsync, no
-//! deletion of old backups by age (the monitor's retention does that), no
+//! deletion of old backups by age unless the program asks for it
+//! ([`sweep_rotated_logs`], e.g. once an hour), no
 //! filtering per module. It takes one lock per record; it is meant for
 //! programs that log tens of records a second, not millions.
+
+#![deny(missing_docs)]
 
 mod console;
 pub mod json;
@@ -73,7 +76,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use console::Console;
 pub use json::{unix_millis, utc_iso8601_millis};
-pub use retention::sweep_old_files;
+pub use retention::sweep_rotated_logs;
 pub use rotate::{backup_path, RotatingFile};
 use throttle::Throttle;
 
@@ -117,7 +120,12 @@ impl Settings {
 #[derive(Debug)]
 pub enum LogError {
     /// A log file (or its directory) could not be created or opened.
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file (or directory) that failed.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// Another logger is already installed for the `log` crate.
     AlreadyInstalled,
 }
