@@ -57,6 +57,14 @@
 //! ([`sweep_rotated_logs`], e.g. once an hour), no
 //! filtering per module. It takes one lock per record; it is meant for
 //! programs that log tens of records a second, not millions.
+//!
+//! The parts: [`json`] (pure line formatting, and the UTC timestamp
+//! formatter [`utc_iso8601_millis`] the rest of the crate and the demo server
+//! use too), [`rotate`] (the size rotator), [`retention`] (age-based removal
+//! of backups, on the program's call), a private console writer and a
+//! stderr throttle for failures. Self-contained: nothing here uses the rest
+//! of the crate (no settings, no alerts), so that any Rust service can take
+//! it as it is.
 
 #![deny(missing_docs)]
 
