@@ -303,7 +303,7 @@ pub struct Request<'a> {
 
 /// Sends `req` and reads the answer, all of it by `timeout` from now.
 pub fn send(req: &Request, timeout: Duration) -> Result<Response, Error> {
-    let deadline = crate::config::instant_after(Instant::now(), timeout);
+    let deadline = crate::deadline::instant_after(Instant::now(), timeout);
     let url = req.url;
     let tcp = connect(url, deadline)?;
     let sock = Sock { tcp, deadline };

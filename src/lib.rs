@@ -22,6 +22,7 @@ pub mod cli;
 pub mod command;
 #[doc(hidden)]
 pub mod config;
+pub(crate) mod deadline;
 pub(crate) mod files;
 #[doc(hidden)]
 pub mod health;

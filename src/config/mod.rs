@@ -1020,15 +1020,8 @@ pub const MAX_WARN_PERCENT: f64 = 1000.0;
 /// The largest WARN_DB_RESPONSE_MS: one hour.
 pub const MAX_WARN_MS: f64 = 3_600_000.0;
 
-/// `now + d`, never a panic: a sum past what an `Instant` can hold is
-/// "far in the future" (100 years on), else `now`. Settings are bounded (at
-/// most 10 years), so this is a second line of defence for every deadline
-/// made of a configured duration.
-pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
+/// `now + d`, never a panic (see [`crate::deadline`]).
+pub use crate::deadline::instant_after;
 
 /// A duration from 0 up to `max`; `max_text` says the bound as a user reads it.
 fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
