@@ -22,12 +22,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::alert;
@@ -40,7 +37,7 @@ use crate::policy::{Action, Begin, Event, Note, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
-use crate::sys;
+use crate::sys::{self, Signals};
 
 /// How often the state file is rewritten when only the last check changed.
 const STATE_REFRESH: Duration = Duration::from_secs(5);
@@ -122,7 +119,8 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     }
 
     warn_if_secret_file_readable(cfg);
-    let signals = Signals::install()?;
+    let signals = Signals::install()
+        .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
@@ -158,52 +156,6 @@ fn warn_if_secret_file_readable(cfg: &Config) {
             log::warn!(path = path.display().to_string().as_str(), mode = format!("{mode:04o}").as_str();
                 "the env file holds SMTP_PASSWORD and other users can read it: chmod 600 it");
         }
-    }
-}
-
-/// SIGINT/SIGTERM (and SIGHUP unless it was ignored at start) set the
-/// shutdown flag; those and SIGUSR1 write to a socket the loop polls.
-struct Signals {
-    shutdown: Arc<AtomicBool>,
-    wake_rx: UnixDatagram,
-    _wake_tx: UnixDatagram,
-}
-
-impl Signals {
-    fn install() -> Result<Signals, RunError> {
-        let setup = |e: io::Error| RunError::Setup(format!("cannot set up signal handling: {e}"));
-        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(setup)?;
-        wake_tx.set_nonblocking(true).map_err(setup)?;
-        wake_rx.set_nonblocking(true).map_err(setup)?;
-        let shutdown = Arc::new(AtomicBool::new(false));
-        // NOTE: ctrlc's `termination` feature takes SIGHUP over too, which
-        // would undo `nohup`: remember whether it was ignored and put it back.
-        let hup_ignored = sys::is_signal_ignored(sys::SIGHUP);
-        let flag = shutdown.clone();
-        let tx = wake_tx.try_clone().map_err(setup)?;
-        ctrlc::set_handler(move || {
-            flag.store(true, Ordering::SeqCst);
-            let _ = tx.send(&[1]);
-        })
-        .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
-        if hup_ignored {
-            sys::ignore_signal(sys::SIGHUP).map_err(setup)?;
-        }
-        sys::install_usr1_handler(wake_tx.as_fd()).map_err(setup)?;
-        Ok(Signals {
-            shutdown,
-            wake_rx,
-            _wake_tx: wake_tx,
-        })
-    }
-
-    fn shutdown_requested(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
-    }
-
-    fn drain(&self) {
-        let mut buf = [0u8; 64];
-        while self.wake_rx.recv(&mut buf).is_ok() {}
     }
 }
 
@@ -249,7 +201,7 @@ impl<'a> Monitor<'a> {
             ..State::default()
         };
         let mut alerts = alert::Dispatcher::load(cfg, now);
-        alerts.cancel_on(signals.shutdown.clone());
+        alerts.cancel_on(signals.shutdown_flag().clone());
         Monitor {
             cfg,
             checker: health::Checker::new(&cfg.health),
@@ -287,7 +239,7 @@ impl<'a> Monitor<'a> {
         while !self.signals.shutdown_requested() {
             // One SMTP_TIMEOUT for all the deliveries of this turn.
             self.alerts.begin_turn();
-            if sys::take_usr1() {
+            if self.signals.take_usr1() {
                 events.push_back(self.planned_restart_requested());
             }
             if let Some(cause) = self.server_exit() {
@@ -371,7 +323,7 @@ impl<'a> Monitor<'a> {
             }
             None => {}
         }
-        let shutdown = &self.signals.shutdown;
+        let shutdown = self.signals.shutdown_flag();
         let probe = self.checker.check(|| shutdown.load(Ordering::SeqCst));
         if probe.is_some_and(|p| p.outcome.is_healthy()) {
             log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers but was not started by this monitor: watching it, not starting another");
@@ -429,7 +381,7 @@ impl<'a> Monitor<'a> {
         #[cfg(debug_assertions)]
         test_fault_panic();
         let verifying = self.policy.is_starting();
-        let shutdown = &self.signals.shutdown;
+        let shutdown = self.signals.shutdown_flag();
         let Some(c) = self.checker.check(|| shutdown.load(Ordering::SeqCst)) else {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
@@ -903,7 +855,7 @@ impl<'a> Monitor<'a> {
         if timeout.is_zero() {
             return;
         }
-        let mut fds = vec![self.signals.wake_rx.as_fd()];
+        let mut fds = vec![self.signals.wake_fd()];
         if let Some(s) = &self.server {
             fds.push(s.pidfd());
             fds.extend(s.writer_pidfds());
