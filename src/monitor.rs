@@ -33,7 +33,7 @@ use crate::health::{self, CheckOutcome};
 use crate::lock::{lock_holder, Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
-use crate::policy::{Action, Begin, Event, Note, Policy, StartKind};
+use crate::policy::{Action, Begin, Event, Note, PhaseName, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
@@ -266,7 +266,11 @@ impl<'a> Monitor<'a> {
                 self.alerts.retry_due(Instant::now());
             }
             self.save_state();
-            self.tell_systemd();
+            self.notify.tell(
+                &self.policy.snapshot(),
+                self.state.server_pid,
+                Instant::now(),
+            );
             self.wait();
         }
         self.shut_down();
@@ -722,34 +726,6 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// sd_notify: READY once the first start is settled, STATUS on every
-    /// change, WATCHDOG pings while the loop turns. Nothing without systemd.
-    fn tell_systemd(&mut self) {
-        if !self.notify.is_enabled() {
-            return;
-        }
-        let snap = self.policy.snapshot();
-        let last = snap.last_error.as_deref().unwrap_or("none");
-        let status = match snap.phase {
-            "idle" | "starting" | "verifying" => "starting the server".to_string(),
-            "running" if snap.failures == 0 => match self.state.server_pid {
-                Some(pid) => format!("server pid {pid} healthy"),
-                None => "server healthy".to_string(),
-            },
-            "running" => format!("{} failed checks in a row (last: {last})", snap.failures),
-            "restart-pending" => format!("restart due, waiting for the cooldown (last: {last})"),
-            _ => format!(
-                "gave up after {} restart attempts: manual intervention required (last: {last})",
-                snap.attempts
-            ),
-        };
-        if !matches!(snap.phase, "idle" | "starting" | "verifying") {
-            self.notify.ready(&status);
-        }
-        self.notify.status(&status);
-        self.notify.ping_if_due(Instant::now());
-    }
-
     /// A log writer that died while the server still writes is replaced on
     /// the same pipe (issue 8: the server would block on a full pipe).
     fn replace_log_writers(&mut self) {
@@ -793,7 +769,7 @@ impl<'a> Monitor<'a> {
 
     fn save_state(&mut self) {
         let snap = self.policy.snapshot();
-        self.state.phase = snap.phase.to_string();
+        self.state.phase = snap.phase;
         self.state.consecutive_failures = snap.failures;
         self.state.restart_attempts = snap.attempts;
         self.state.last_error = snap.last_error;
@@ -875,7 +851,7 @@ impl<'a> Monitor<'a> {
             log::info!("monitor stopping; stopping the server");
             self.stop_server();
         }
-        self.state.phase = "stopped".into();
+        self.state.phase = PhaseName::Stopped;
         self.state.updated = utc_iso8601_millis(SystemTime::now());
         self.state.updated_unix_ms = crate::logging::unix_millis(SystemTime::now());
         let _ = state::write(&dir, &self.state, true);

@@ -304,10 +304,55 @@ pub struct Resumed {
     pub last_error: Option<String>,
 }
 
+/// The name of the policy's phase, as the state file, `status` and systemd's
+/// STATUS line know it (kebab-case: `restart-pending`, `given-up`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseName {
+    #[default]
+    Idle,
+    Starting,
+    Verifying,
+    Running,
+    RestartPending,
+    GivenUp,
+    /// Written by the monitor on its way out; the policy is never in it.
+    Stopped,
+}
+
+impl PhaseName {
+    /// The words of the state file (the serde names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Idle => "idle",
+            PhaseName::Starting => "starting",
+            PhaseName::Verifying => "verifying",
+            PhaseName::Running => "running",
+            PhaseName::RestartPending => "restart-pending",
+            PhaseName::GivenUp => "given-up",
+            PhaseName::Stopped => "stopped",
+        }
+    }
+
+    /// While a server is being started and verified (or before the first).
+    pub fn is_starting(self) -> bool {
+        matches!(
+            self,
+            PhaseName::Idle | PhaseName::Starting | PhaseName::Verifying
+        )
+    }
+}
+
+impl fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the state file and `status` show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
-    pub phase: &'static str,
+    pub phase: PhaseName,
     pub failures: u32,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -349,12 +394,12 @@ impl Policy {
 
     pub fn snapshot(&self) -> Snapshot {
         let phase = match self.phase {
-            Phase::Idle => "idle",
-            Phase::Starting { .. } => "starting",
-            Phase::Verifying { .. } => "verifying",
-            Phase::Running { .. } => "running",
-            Phase::Pending { .. } => "restart-pending",
-            Phase::GivenUp { .. } => "given-up",
+            Phase::Idle => PhaseName::Idle,
+            Phase::Starting { .. } => PhaseName::Starting,
+            Phase::Verifying { .. } => PhaseName::Verifying,
+            Phase::Running { .. } => PhaseName::Running,
+            Phase::Pending { .. } => PhaseName::RestartPending,
+            Phase::GivenUp { .. } => PhaseName::GivenUp,
         };
         Snapshot {
             phase,
@@ -830,7 +875,7 @@ mod tests {
             s.feed(Event::Spawned);
             s.feed(Event::Tick);
             s.feed(healthy());
-            assert_eq!(s.p.snapshot().phase, "running");
+            assert_eq!(s.p.snapshot().phase, PhaseName::Running);
             s
         }
 
@@ -869,7 +914,7 @@ mod tests {
                 .count()
         }
 
-        fn phase(&self) -> &'static str {
+        fn phase(&self) -> PhaseName {
             self.p.snapshot().phase
         }
     }
@@ -891,7 +936,7 @@ mod tests {
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
         assert!(s.starts.is_empty(), "{:?}", s.starts);
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         s.at(60.0).feed(Event::Tick);
         assert!(
             matches!(s.starts[..], [StartKind::Restart { attempt: 3, .. }]),
@@ -899,7 +944,7 @@ mod tests {
             s.starts
         );
         s.feed(Event::SpawnFailed("boom".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.p.snapshot().attempts, 3);
         let downs = s
             .alerts
@@ -923,7 +968,7 @@ mod tests {
         );
         let begin = s.feed(Event::Begin(Begin::Start));
         assert!(begin.is_empty(), "{begin:?}");
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         for i in 0..5 {
             s.check_at(f64::from(i) * 10.0, failed());
         }
@@ -949,7 +994,7 @@ mod tests {
         s.feed(Event::Spawned);
         assert_eq!(s.feed(Event::Tick), vec![Action::Check]);
         s.at(0.05).feed(healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert!(s.alerts.is_empty());
         assert_eq!(s.p.snapshot().attempts, 0);
     }
@@ -1079,7 +1124,7 @@ mod tests {
             actions[..],
             [Action::Note(Note::RestartDeferred { .. })]
         ));
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         assert_eq!(
             s.p.next_wakeup(),
             Some(s.t0 + Duration::from_secs_f64(15.1))
@@ -1121,9 +1166,9 @@ mod tests {
         s.check_at(40.5, failed());
         s.check_at(50.5, failed());
         s.check_at(60.5, failed());
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         s.check_at(70.5, healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         s.at(95.0).feed(Event::Tick);
         assert_eq!(s.restarts(), 1);
     }
@@ -1180,7 +1225,7 @@ mod tests {
         s.at(t)
             .feed(Event::Exited("process exited with status 1".into()));
         assert_eq!(s.restarts(), 3);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         let downs: Vec<_> = s
             .alerts
             .iter()
@@ -1207,7 +1252,7 @@ mod tests {
         for _ in 0..10 {
             s.at(t);
             s.feed(Event::Tick);
-            if matches!(s.phase(), "starting") {
+            if s.phase() == PhaseName::Starting {
                 s.feed(Event::Spawned);
                 s.at(t + 0.01);
                 s.feed(Event::Exited("process exited with status 1".into()));
@@ -1215,7 +1260,7 @@ mod tests {
             t += 1.0;
         }
         assert_eq!(s.restarts(), 3);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         match &s.alerts[..] {
             [Alert::Down {
                 attempts: 3,
@@ -1245,7 +1290,7 @@ mod tests {
                     s.feed(Event::Checked(CheckOutcome::Failed(Reason::Http(503))));
                 }
             }
-            if s.phase() == "starting" {
+            if s.phase() == PhaseName::Starting {
                 s.feed(Event::Spawned);
             }
             t += 0.01;
@@ -1257,7 +1302,7 @@ mod tests {
             if last_error.contains("HTTP 503"))
         );
         // Restarts began at least RESTART_COOLDOWN apart.
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
     }
 
     #[test]
@@ -1269,7 +1314,7 @@ mod tests {
         s.at(1.0).feed(Event::Exited("x".into()));
         s.feed(Event::Spawned);
         s.at(11.0).feed(Event::Tick);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.alerts.len(), 1);
         for i in 1..9 {
             s.check_at(11.0 + i as f64 * 10.0, failed());
@@ -1278,7 +1323,7 @@ mod tests {
         assert_eq!(s.restarts(), 1, "no restarts after giving up");
         s.check_at(101.0, healthy());
         assert_eq!(s.alerts.last(), Some(&Alert::Recovered { failures: 11 }));
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert_eq!(s.p.snapshot().attempts, 0);
         // It starts over: a new exit restarts again.
         s.at(105.0);
@@ -1298,7 +1343,7 @@ mod tests {
         s.at(1.0).feed(Event::Exited("x".into()));
         s.feed(Event::Spawned);
         s.at(1.5).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(
             s.p.next_wakeup(),
             Some(s.t0 + Duration::from_secs_f64(11.5))
@@ -1313,7 +1358,7 @@ mod tests {
         // It fails too: still given up, no second Down alert, next retry later.
         s.feed(Event::Spawned);
         s.at(101.6).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.alerts.len(), 1);
         s.at(201.6);
         assert!(matches!(
@@ -1326,7 +1371,7 @@ mod tests {
         // Verified: running, but on probation (issue 8, item 7): no alert
         // yet, the retries counted, the attempts are not reset at once.
         assert_eq!(s.alerts.len(), 1, "{:?}", s.alerts);
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert_eq!(s.p.snapshot().attempts, 3);
         // Healthy for RESTART_COOLDOWN (60 s): the episode ends.
         for i in 1..=6 {
@@ -1380,7 +1425,7 @@ mod tests {
         s.after(SEC).feed(Event::Exited("x".into()));
         s.feed(Event::Spawned);
         s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1);
         s
     }
@@ -1409,12 +1454,12 @@ mod tests {
         let retry_at = s.now;
         s.feed(Event::Spawned);
         s.after(SEC / 10).tick_answering(&healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         // Dies 1.7 s after the retry: not restarted before the cooldown,
         // and not from zero attempts: back to given-up.
         s.after(Duration::from_millis(1600));
         s.feed(Event::Exited("process exited with status 1".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.restarts(), 1, "no restart after the retry");
         // The next start is the next retry, RETRY_AFTER_GIVE_UP later.
         let before = s.starts.len();
@@ -1434,7 +1479,7 @@ mod tests {
             s.after(SEC / 10).tick_answering(&healthy());
             s.after(2 * SEC)
                 .feed(Event::Exited("process exited with status 1".into()));
-            assert_eq!(s.phase(), "given-up");
+            assert_eq!(s.phase(), PhaseName::GivenUp);
         }
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
         assert_eq!(s.count(is_restarted), 0, "{:?}", s.alerts);
@@ -1462,7 +1507,7 @@ mod tests {
         s.after(SEC * 10).feed(Event::Exited("x".into()));
         s.feed(Event::Spawned);
         s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 2, "{:?}", s.alerts);
     }
 
@@ -1473,7 +1518,7 @@ mod tests {
             .feed(Event::PlannedRestart { by: "ops".into() });
         s.feed(Event::Spawned);
         s.after(SEC / 10).tick_answering(&healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert!(
             matches!(s.alerts.last(), Some(Alert::Recovered { .. })),
             "{:?}",
@@ -1490,7 +1535,7 @@ mod tests {
             .feed(Event::PlannedRestart { by: "ops".into() });
         s.feed(Event::Spawned);
         s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
     }
 
@@ -1519,7 +1564,7 @@ mod tests {
         });
         s.at(1.0).feed(Event::Exited("x".into()));
         s.feed(Event::SpawnFailed("cannot run `nope`: No such file".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert!(
             matches!(&s.alerts[..], [Alert::Down { last_error, .. }] if last_error.contains("nope"))
         );

@@ -15,6 +15,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::PhaseName;
+
 pub const STATE_FILE: &str = "server_monitor.state.json";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -23,7 +25,7 @@ pub struct State {
     pub service_name: String,
     pub health_url: String,
     /// idle, starting, verifying, running, restart-pending, given-up, stopped
-    pub phase: String,
+    pub phase: PhaseName,
     pub server_pid: Option<u32>,
     pub consecutive_failures: u32,
     pub restart_attempts: u32,
@@ -78,12 +80,12 @@ pub fn resumable(
 ) -> Option<crate::policy::Resumed> {
     let age = now_unix_ms.abs_diff(s.updated_unix_ms);
     let recent = s.updated_unix_ms > 0 && u128::from(age) <= window.as_millis();
-    if !recent || s.health_url != health_url || matches!(s.phase.as_str(), "stopped" | "") {
+    if !recent || s.health_url != health_url || s.phase == PhaseName::Stopped {
         return None;
     }
     Some(crate::policy::Resumed {
         attempts: s.restart_attempts,
-        given_up: s.phase == "given-up",
+        given_up: s.phase == PhaseName::GivenUp,
         failures: s.consecutive_failures,
         last_error: s.last_error.clone(),
     })
@@ -189,7 +191,7 @@ mod tests {
         let url = "http://127.0.0.1:8000/health";
         let s = State {
             health_url: url.into(),
-            phase: "given-up".into(),
+            phase: PhaseName::GivenUp,
             restart_attempts: 3,
             consecutive_failures: 9,
             last_error: Some("HTTP 503".into()),
@@ -213,7 +215,7 @@ mod tests {
             None
         );
         let stopped = State {
-            phase: "stopped".into(),
+            phase: PhaseName::Stopped,
             ..s.clone()
         };
         assert_eq!(resumable(&stopped, url, 1_000_000, w), None);
@@ -223,7 +225,7 @@ mod tests {
         };
         assert_eq!(resumable(&old_format, url, 5_000, w), None);
         let running = State {
-            phase: "running".into(),
+            phase: PhaseName::Running,
             restart_attempts: 1,
             ..s
         };
@@ -238,7 +240,7 @@ mod tests {
         assert!(matches!(read(&dir), Err(ReadError::Missing)));
         let s = State {
             monitor_pid: 7,
-            phase: "running".into(),
+            phase: PhaseName::Running,
             last_check: Some(LastCheck {
                 time: "t".into(),
                 healthy: false,
