@@ -33,9 +33,8 @@ use crate::health::{self, CheckOutcome};
 use crate::lock::{lock_holder, Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
-use crate::policy::{Action, Begin, Event, Note, PhaseName, Policy, StartKind};
+use crate::policy::{Action, Begin, Event, PhaseName, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
-use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
 use crate::sys::{self, Signals};
 
@@ -373,7 +372,8 @@ impl<'a> Monitor<'a> {
             }
             Action::Note(n) => {
                 log::log!(n.level(), "{n}");
-                self.planned_restart_outcome(&n);
+                let pid = self.state.server_pid;
+                crate::restart::record_outcome(self.state.planned_restart.as_mut(), &n, pid);
                 None
             }
         }
@@ -673,57 +673,14 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// SIGUSR1: collects who asked (request files left by `server-monitor
-    /// restart`) and records the request for the outcome to be reported.
+    /// SIGUSR1: records who asked, for the outcome to be reported.
     fn planned_restart_requested(&mut self) -> Event {
-        let requests = crate::restart::take_requests(&self.cfg.log.log_dir);
-        let by = if requests.is_empty() {
-            "SIGUSR1 (no request file)".to_string()
-        } else {
-            let who: Vec<&str> = requests.iter().map(|r| r.by.as_str()).collect();
-            who.join(", ")
-        };
-        log::info!(by = by.as_str(); "planned restart requested");
-        self.state.planned_restart = Some(PlannedRestart {
-            ids: requests.into_iter().map(|r| r.id).collect(),
-            by: by.clone(),
-            requested: utc_iso8601_millis(SystemTime::now()),
-            outcome: "in progress".into(),
-            detail: None,
-            server_pid: None,
-        });
+        let now = utc_iso8601_millis(SystemTime::now());
+        let p = crate::restart::requested(&self.cfg.log.log_dir, now);
+        log::info!(by = p.by.as_str(); "planned restart requested");
+        let by = p.by.clone();
+        self.state.planned_restart = Some(p);
         Event::PlannedRestart { by }
-    }
-
-    /// Records how a planned restart ended, for `server-monitor restart`.
-    fn planned_restart_outcome(&mut self, note: &Note) {
-        let (outcome, detail) = match note {
-            Note::Verified {
-                kind: StartKind::Planned { .. },
-                after,
-            } => ("ok", format!("healthy after {:.3}s", after.as_secs_f64())),
-            Note::VerifyFailed {
-                kind: StartKind::Planned { .. },
-                reason,
-            } => ("failed", reason.clone()),
-            Note::AlreadyRestarting { .. } => ("failed", "a start is already in progress".into()),
-            Note::CannotRestart { .. } => (
-                "failed",
-                "no SERVER_COMMAND: this monitor only watches".into(),
-            ),
-            _ => return,
-        };
-        let server_pid = self.state.server_pid;
-        if let Some(p) = self
-            .state
-            .planned_restart
-            .as_mut()
-            .filter(|p| p.outcome == "in progress")
-        {
-            p.outcome = outcome.into();
-            p.detail = Some(detail);
-            p.server_pid = server_pid;
-        }
     }
 
     /// A log writer that died while the server still writes is replaced on

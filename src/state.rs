@@ -52,10 +52,34 @@ pub struct PlannedRestart {
     pub ids: Vec<String>,
     pub by: String,
     pub requested: String,
-    /// `in progress`, `ok` or `failed`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub detail: Option<String>,
     pub server_pid: Option<u32>,
+}
+
+/// How a planned restart ended, as the monitor records it and `server-monitor
+/// restart` reads it: `in progress`, `ok` or `failed` in the state file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    #[default]
+    #[serde(rename = "in progress")]
+    InProgress,
+    /// The new server was verified healthy.
+    #[serde(rename = "ok")]
+    Ok,
+    /// It was not, or the restart was refused.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::InProgress => "in progress",
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
