@@ -33,13 +33,10 @@ use crate::health::{self, CheckOutcome};
 use crate::lock::{lock_holder, Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
-use crate::policy::{Action, Begin, Event, PhaseName, Policy, StartKind};
+use crate::policy::{Action, Begin, Event, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::{self, LastCheck, State};
 use crate::sys::{self, Signals};
-
-/// How often the state file is rewritten when only the last check changed.
-const STATE_REFRESH: Duration = Duration::from_secs(5);
 
 /// A fault of the monitor itself (not of the server): exit status 1.
 #[derive(Debug)]
@@ -173,12 +170,8 @@ struct Monitor<'a> {
     /// answer counts only if our server holds the listening socket.
     unstoppable: bool,
     host: String,
-    state: State,
-    /// The state last written, less `last_check` and `updated`.
-    saved: Option<State>,
-    written_check: Option<LastCheck>,
+    state: state::Writer,
     next_sweep: Instant,
-    state_written: Instant,
     /// When the lock file and server.pid are next looked at.
     next_restore: Instant,
     notify: Notifier,
@@ -189,14 +182,12 @@ struct Monitor<'a> {
 impl<'a> Monitor<'a> {
     fn new(cfg: &'a Config, signals: Signals, lock: Lock) -> Monitor<'a> {
         let now = Instant::now();
-        let started = utc_iso8601_millis(SystemTime::now());
-        let state = State {
+        let base = State {
             monitor_pid: std::process::id(),
             service_name: cfg.alert.service_name.clone(),
             health_url: cfg.health.health_url.clone(),
             max_restart_attempts: cfg.policy.max_restart_attempts,
-            started: started.clone(),
-            updated: started,
+            started: utc_iso8601_millis(SystemTime::now()),
             ..State::default()
         };
         let mut alerts = alert::Dispatcher::load(cfg, now);
@@ -211,11 +202,8 @@ impl<'a> Monitor<'a> {
             foreign: false,
             unstoppable: false,
             host: cfg.hostname.clone(),
-            state,
-            saved: None,
-            written_check: None,
+            state: state::Writer::new(&cfg.log.log_dir, base, now),
             next_sweep: now,
-            state_written: now,
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
@@ -264,12 +252,9 @@ impl<'a> Monitor<'a> {
                 let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
                 self.alerts.retry_due(Instant::now());
             }
-            self.save_state();
-            self.notify.tell(
-                &self.policy.snapshot(),
-                self.state.server_pid,
-                Instant::now(),
-            );
+            let (snap, pid) = (self.policy.snapshot(), self.server_pid());
+            self.state.save(&snap, pid, Instant::now());
+            self.notify.tell(&snap, pid, Instant::now());
             self.wait();
         }
         self.shut_down();
@@ -295,8 +280,7 @@ impl<'a> Monitor<'a> {
         };
         log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
             "resuming from the state file the previous monitor left (it did not stop on purpose)");
-        self.state.restarts_total = old.restarts_total;
-        self.state.last_restart = old.last_restart;
+        self.state.resume(&old);
         self.policy.resume(r, Instant::now());
     }
 
@@ -307,7 +291,6 @@ impl<'a> Monitor<'a> {
             Some(Ok(record)) => match Server::adopt(&record) {
                 Adoption::Adopted(s) => {
                     log::info!(pid = s.pid; "adopted the server this monitor started earlier");
-                    self.state.server_pid = Some(s.pid);
                     self.server = Some(s);
                     return Begin::Watch;
                 }
@@ -357,7 +340,6 @@ impl<'a> Monitor<'a> {
                 "stopped what was left of the server's process group");
         }
         PidFile::remove(&self.cfg.log.log_dir);
-        self.state.server_pid = None;
         Some(cause.to_string())
     }
 
@@ -372,8 +354,8 @@ impl<'a> Monitor<'a> {
             }
             Action::Note(n) => {
                 log::log!(n.level(), "{n}");
-                let pid = self.state.server_pid;
-                crate::restart::record_outcome(self.state.planned_restart.as_mut(), &n, pid);
+                let pid = self.server_pid();
+                crate::restart::record_outcome(self.state.planned_restart(), &n, pid);
                 None
             }
         }
@@ -409,7 +391,7 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
-        self.state.last_check = Some(LastCheck {
+        self.state.checked(LastCheck {
             time: utc_iso8601_millis(SystemTime::now()),
             healthy: c.outcome.is_healthy(),
             latency_ms: ms,
@@ -500,8 +482,7 @@ impl<'a> Monitor<'a> {
         }
         if kind.is_restart() {
             self.stop_server();
-            self.state.restarts_total += 1;
-            self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
+            self.state.restarted(SystemTime::now());
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.
@@ -522,7 +503,6 @@ impl<'a> Monitor<'a> {
         match Server::spawn(&launch) {
             Ok(s) => {
                 log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started");
-                self.state.server_pid = Some(s.pid);
                 self.server = Some(s);
                 Some(Event::Spawned)
             }
@@ -554,7 +534,6 @@ impl<'a> Monitor<'a> {
             }
             self.unstoppable = server::group_alive(s.pgid);
             PidFile::remove(&self.cfg.log.log_dir);
-            self.state.server_pid = None;
         } else if self.foreign {
             self.foreign = false;
             self.unstoppable = !self.stop_foreign(timeout);
@@ -673,13 +652,17 @@ impl<'a> Monitor<'a> {
         }
     }
 
+    fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.pid)
+    }
+
     /// SIGUSR1: records who asked, for the outcome to be reported.
     fn planned_restart_requested(&mut self) -> Event {
         let now = utc_iso8601_millis(SystemTime::now());
         let p = crate::restart::requested(&self.cfg.log.log_dir, now);
         log::info!(by = p.by.as_str(); "planned restart requested");
         let by = p.by.clone();
-        self.state.planned_restart = Some(p);
+        self.state.planned_restart_requested(p);
         Event::PlannedRestart { by }
     }
 
@@ -724,47 +707,6 @@ impl<'a> Monitor<'a> {
         log::debug!(bytes = dropped; "dropped clean executable pages from the resident set");
     }
 
-    fn save_state(&mut self) {
-        let snap = self.policy.snapshot();
-        self.state.phase = snap.phase;
-        self.state.consecutive_failures = snap.failures;
-        self.state.restart_attempts = snap.attempts;
-        self.state.last_error = snap.last_error;
-        // A change beyond the last check is written at once, and fsynced; a
-        // new last check alone at most every STATE_REFRESH (it costs a rename
-        // per check otherwise, for a line nobody reads that often). `saved`
-        // holds what was written less the last check and the time stamp, so
-        // that this comparison, made every loop turn, copies nothing.
-        let check = self.state.last_check.take();
-        let updated = std::mem::take(&mut self.state.updated);
-        let updated_ms = std::mem::take(&mut self.state.updated_unix_ms);
-        let significant = self.saved.as_ref() != Some(&self.state);
-        self.state.last_check = check;
-        self.state.updated = updated;
-        self.state.updated_unix_ms = updated_ms;
-        let now = Instant::now();
-        if !significant
-            && (self.state.last_check == self.written_check
-                || now < self.state_written + STATE_REFRESH)
-        {
-            return;
-        }
-        self.saved = Some(State {
-            last_check: None,
-            updated: String::new(),
-            updated_unix_ms: 0,
-            ..self.state.clone()
-        });
-        self.written_check = self.state.last_check.clone();
-        let wall = SystemTime::now();
-        self.state.updated = utc_iso8601_millis(wall);
-        self.state.updated_unix_ms = crate::logging::unix_millis(wall);
-        if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
-            log::warn!(error = e.to_string().as_str(); "cannot write the state file");
-        }
-        self.state_written = now;
-    }
-
     /// Sleeps until the policy's next wake-up, the server's exit or a signal.
     fn wait(&mut self) {
         let now = Instant::now();
@@ -799,7 +741,6 @@ impl<'a> Monitor<'a> {
 
     fn shut_down(mut self) {
         self.notify.stopping();
-        let dir = self.cfg.log.log_dir.clone();
         if self.cfg.server.keep_server_on_exit {
             if let Some(s) = &self.server {
                 log::info!(pid = s.pid; "monitor stopping; leaving the server running (KEEP_SERVER_ON_EXIT)");
@@ -808,10 +749,8 @@ impl<'a> Monitor<'a> {
             log::info!("monitor stopping; stopping the server");
             self.stop_server();
         }
-        self.state.phase = PhaseName::Stopped;
-        self.state.updated = utc_iso8601_millis(SystemTime::now());
-        self.state.updated_unix_ms = crate::logging::unix_millis(SystemTime::now());
-        let _ = state::write(&dir, &self.state, true);
+        let pid = self.server_pid();
+        self.state.finish(&self.policy.snapshot(), pid);
         log::info!("monitor stopped");
         log::logger().flush();
     }
