@@ -23,7 +23,6 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -536,69 +535,34 @@ impl<'a> Monitor<'a> {
             PidFile::remove(&self.cfg.log.log_dir);
         } else if self.foreign {
             self.foreign = false;
-            self.unstoppable = !self.stop_foreign(timeout);
+            self.unstoppable = !self.stop_foreign();
         }
     }
 
-    /// The longest a stop may hold up the loop: STOP_TIMEOUT, a second for
-    /// SIGKILL (or, for a foreign server, the last health check).
+    /// The longest a stop may hold up the loop: STOP_TIMEOUT and a second
+    /// for SIGKILL (a foreign server's last probe is given up at
+    /// STOP_TIMEOUT).
     fn stop_bound(&self) -> Duration {
-        self.cfg.server.stop_timeout + Duration::from_secs(1).max(self.cfg.health.health_timeout)
+        self.cfg.server.stop_timeout + Duration::from_secs(1)
     }
 
     /// Runs STOP_COMMAND; true once the health URL refuses connections.
-    fn stop_foreign(&mut self, timeout: Duration) -> bool {
-        let Some(cmd) = &self.cfg.server.stop_command else {
+    /// The probes are the loop's own, given up at STOP_TIMEOUT or a stop
+    /// signal, so that a URL that hangs cannot hold the stop past either.
+    fn stop_foreign(&mut self) -> bool {
+        let cfg = self.cfg;
+        let Some(cmd) = &cfg.server.stop_command else {
             log::error!("the server was not started by this monitor and cannot be stopped: set STOP_COMMAND; starting a new one anyway");
             return false;
         };
         log::info!(command = cmd.join(" ").as_str(); "stopping the server with STOP_COMMAND");
-        let deadline = crate::config::instant_after(Instant::now(), timeout);
-        let mut run = Command::new(&cmd[0]);
-        server::scrub_env(&mut run);
-        let run = run
-            .args(&cmd[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        use std::os::unix::process::CommandExt as _;
-        match run {
-            Ok(mut child) => loop {
-                match child.try_wait() {
-                    Ok(Some(status)) if !status.success() => {
-                        log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed");
-                        break;
-                    }
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        log::error!("STOP_COMMAND did not finish within STOP_TIMEOUT; killing it");
-                        let _ = sys::killpg(child.id(), sys::SIGKILL);
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            },
-            Err(e) => {
-                log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND")
-            }
-        }
-        // Wait for the health URL to stop answering.
-        while Instant::now() < deadline {
-            if matches!(
-                health::check(&self.cfg.health).outcome,
-                CheckOutcome::Failed(health::Reason::Refused)
-            ) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
-        false
+        let (checker, shutdown) = (&mut self.checker, self.signals.shutdown_flag());
+        server::stop_foreign(cmd, cfg.server.stop_timeout, |deadline| {
+            let give_up = || shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline;
+            checker
+                .check(give_up)
+                .is_some_and(|c| matches!(c.outcome, CheckOutcome::Failed(health::Reason::Refused)))
+        })
     }
 
     fn alert(&mut self, a: &crate::policy::Alert) {

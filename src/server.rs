@@ -8,6 +8,9 @@
 //! process group. A pid whose start time differs from the pid file's belongs
 //! to another process now; it is neither adopted nor signalled.
 //!
+//! A server this monitor did not start is stopped through STOP_COMMAND
+//! ([`stop_foreign`]), and known gone once its URL refuses connections.
+//!
 //! Not here: when to start or stop (that is `policy`), logging of decisions.
 
 use std::fmt;
@@ -618,6 +621,69 @@ impl Server {
                 let _ = sys::poll_readable(&[self.pidfd.as_fd()], slice);
             } else {
                 std::thread::sleep(slice);
+            }
+        }
+    }
+}
+
+/// Stops a server this monitor did not start: runs STOP_COMMAND `cmd` (in a
+/// group of its own, killed if it outlasts `timeout`), then asks
+/// `refused(deadline)` every 50 ms whether the server's URL now refuses
+/// connections, all within `timeout`. `refused` must return by the deadline
+/// it is given (the monitor's interruptible probe does). True once it
+/// refuses.
+pub fn stop_foreign(
+    cmd: &[String],
+    timeout: Duration,
+    mut refused: impl FnMut(Instant) -> bool,
+) -> bool {
+    let deadline = crate::config::instant_after(Instant::now(), timeout);
+    run_stop_command(cmd, deadline);
+    while Instant::now() < deadline {
+        if refused(deadline) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
+    false
+}
+
+/// Runs STOP_COMMAND until it ends or `deadline`, when it is killed.
+fn run_stop_command(cmd: &[String], deadline: Instant) {
+    let Some((program, args)) = cmd.split_first() else {
+        return;
+    };
+    let mut run = Command::new(program);
+    scrub_env(&mut run);
+    let spawned = run
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND");
+            return;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed");
+                return;
+            }
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                log::error!("STOP_COMMAND did not finish within STOP_TIMEOUT; killing it");
+                let _ = sys::killpg(child.id(), sys::SIGKILL);
+                let _ = child.wait();
+                return;
             }
         }
     }
