@@ -36,6 +36,7 @@ use crate::policy::{Action, Begin, Event, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
 use crate::state::{self, LastCheck, State};
 use crate::sys::{self, Signals};
+use std::os::fd::BorrowedFd;
 
 /// A fault of the monitor itself (not of the server): exit status 1.
 #[derive(Debug)]
@@ -168,7 +169,6 @@ struct Monitor<'a> {
     /// STOP_COMMAND, it still answers): until a start is verified, a healthy
     /// answer counts only if our server holds the listening socket.
     unstoppable: bool,
-    host: String,
     state: state::Writer,
     next_sweep: Instant,
     /// When the lock file and server.pid are next looked at.
@@ -200,7 +200,6 @@ impl<'a> Monitor<'a> {
             server: None,
             foreign: false,
             unstoppable: false,
-            host: cfg.hostname.clone(),
             state: state::Writer::new(&cfg.log.log_dir, base, now),
             next_sweep: now,
             next_restore: now,
@@ -210,47 +209,15 @@ impl<'a> Monitor<'a> {
     }
 
     fn run(mut self) -> Result<(), RunError> {
-        if let Some(every) = self.notify.watchdog() {
-            let waits = [
-                ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
-                ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
-            ];
-            for risk in crate::notify::watchdog_risks(every, &waits) {
-                log::warn!("{risk}");
-            }
-        }
+        self.warn_of_watchdog_risks();
         self.resume();
-        let begin = self.begin();
-        let mut events = VecDeque::from([Event::Begin(begin)]);
+        let mut events = VecDeque::from([Event::Begin(self.begin())]);
         while !self.signals.shutdown_requested() {
             // One SMTP_TIMEOUT for all the deliveries of this turn.
             self.alerts.begin_turn();
-            if self.signals.take_usr1() {
-                events.push_back(self.planned_restart_requested());
-            }
-            if let Some(cause) = self.server_exit() {
-                events.push_back(Event::Exited(cause));
-            }
-            events.push_back(Event::Tick);
-            while let Some(event) = events.pop_front() {
-                // NOTE: a batch is always carried out whole, even when a
-                // signal came meanwhile: it may hold an alert.
-                for action in self.policy.handle(event, Instant::now()) {
-                    if let Some(next) = self.act(action) {
-                        events.push_back(next);
-                    }
-                }
-            }
-            self.housekeeping();
-            self.replace_log_writers();
-            if self
-                .alerts
-                .next_due()
-                .is_some_and(|at| at <= Instant::now())
-            {
-                let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
-                self.alerts.retry_due(Instant::now());
-            }
+            self.collect_events(&mut events);
+            self.handle(&mut events);
+            self.chores();
             let (snap, pid) = (self.policy.snapshot(), self.server_pid());
             self.state.save(&snap, pid, Instant::now());
             self.notify.tell(&snap, pid, Instant::now());
@@ -258,6 +225,114 @@ impl<'a> Monitor<'a> {
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// What happened since the last turn, in order. A new event source is
+    /// added here (and, if it has a descriptor, to [`Monitor::wake_fds`]).
+    fn collect_events(&mut self, events: &mut VecDeque<Event>) {
+        if self.signals.take_usr1() {
+            events.push_back(self.planned_restart_requested());
+        }
+        if let Some(cause) = self.server_exit() {
+            events.push_back(Event::Exited(cause));
+        }
+        events.push_back(Event::Tick);
+    }
+
+    /// Feeds each event to the policy with the clock read for it, carries
+    /// out every action, and feeds each action's result back.
+    fn handle(&mut self, events: &mut VecDeque<Event>) {
+        while let Some(event) = events.pop_front() {
+            // NOTE: a batch is always carried out whole, even when a
+            // signal came meanwhile: it may hold an alert.
+            for action in self.policy.handle(event, Instant::now()) {
+                if let Some(next) = self.act(action) {
+                    events.push_back(next);
+                }
+            }
+        }
+    }
+
+    /// The jobs of every turn besides the policy's: LOG_DIR's files, dead
+    /// log writers, due alert retries.
+    fn chores(&mut self) {
+        self.housekeeping();
+        self.replace_log_writers();
+        if self
+            .alerts
+            .next_due()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
+            self.alerts.retry_due(Instant::now());
+        }
+    }
+
+    /// The named deadlines the loop's wait takes the earliest of. A new
+    /// timer is added here, with a [`Wake`] of its own.
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 5] {
+        let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
+        // With no timer of the policy's, the loop still turns now and then.
+        let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
+            at: now + IDLE_WAIT,
+            reason: Wake::Idle,
+        });
+        [
+            Some(policy),
+            at(self.alerts.next_due(), Wake::Outbox),
+            at(self.notify.next_ping(), Wake::Watchdog),
+            at(Some(self.next_sweep), Wake::Housekeeping),
+            at(self.state.next_due(), Wake::StateSave),
+        ]
+    }
+
+    /// The descriptors that end the wait at once: the signal wake-up socket,
+    /// the server's pidfd, its log writers' pidfds (in that order).
+    fn wake_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.signals.wake_fd()];
+        if let Some(s) = &self.server {
+            fds.push(s.pidfd());
+            fds.extend(s.writer_pidfds());
+        }
+        fds
+    }
+
+    /// Sleeps until the earliest deadline, the server's exit or a signal;
+    /// says at DEBUG what woke it.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let next = earliest(self.deadlines(now)).unwrap_or(Deadline {
+            at: now + IDLE_WAIT,
+            reason: Wake::Idle,
+        });
+        let timeout = next.at.saturating_duration_since(now);
+        let woke = if timeout.is_zero() {
+            next.reason
+        } else {
+            let ready = sys::poll_readable(&self.wake_fds(), timeout).unwrap_or_default();
+            self.signals.drain();
+            match ready.iter().position(|&r| r) {
+                Some(0) => Wake::Signal,
+                Some(1) => Wake::ServerExit,
+                Some(_) => Wake::LogWriterExit,
+                None => next.reason,
+            }
+        };
+        log::debug!(reason = woke.as_str(); "loop woke");
+    }
+
+    /// A wait that may outlast systemd's watchdog is said at start.
+    fn warn_of_watchdog_risks(&self) {
+        let Some(every) = self.notify.watchdog() else {
+            return;
+        };
+        let waits = [
+            ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
+            ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
+        ];
+        for risk in crate::notify::watchdog_risks(every, &waits) {
+            log::warn!("{risk}");
+        }
     }
 
     /// Takes over the attempt count and a give-up from the state file a
@@ -578,7 +653,7 @@ impl<'a> Monitor<'a> {
         let now = SystemTime::now();
         let ctx = alert::Context {
             service_name: &self.cfg.alert.service_name,
-            host: &self.host,
+            host: &self.cfg.hostname,
             time: now,
             health_url: &self.cfg.health.health_url,
             error_tail: &tail,
@@ -671,38 +746,6 @@ impl<'a> Monitor<'a> {
         log::debug!(bytes = dropped; "dropped clean executable pages from the resident set");
     }
 
-    /// Sleeps until the policy's next wake-up, the server's exit or a signal.
-    fn wait(&mut self) {
-        let now = Instant::now();
-        let timeout = self
-            .policy
-            .next_wakeup()
-            .map_or(Duration::from_secs(60), |at| {
-                at.saturating_duration_since(now)
-            })
-            .min(self.next_sweep.saturating_duration_since(now))
-            .min(
-                self.notify
-                    .next_ping()
-                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
-            )
-            .min(
-                self.alerts
-                    .next_due()
-                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
-            );
-        if timeout.is_zero() {
-            return;
-        }
-        let mut fds = vec![self.signals.wake_fd()];
-        if let Some(s) = &self.server {
-            fds.push(s.pidfd());
-            fds.extend(s.writer_pidfds());
-        }
-        let _ = sys::poll_readable(&fds, timeout);
-        self.signals.drain();
-    }
-
     fn shut_down(mut self) {
         self.notify.stopping();
         if self.cfg.server.keep_server_on_exit {
@@ -718,6 +761,63 @@ impl<'a> Monitor<'a> {
         log::info!("monitor stopped");
         log::logger().flush();
     }
+}
+
+/// How long the loop waits when the policy has no timer.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
+/// What ended the loop's wait: a named deadline, or a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// The policy's next check, probe, or timer.
+    Policy,
+    /// An alert's retry is due.
+    Outbox,
+    /// systemd's watchdog wants a ping.
+    Watchdog,
+    /// The hourly sweep of old files.
+    Housekeeping,
+    /// A last check held back from the state file is due to be written.
+    StateSave,
+    /// The policy had no timer: the [`IDLE_WAIT`] passed.
+    Idle,
+    Signal,
+    ServerExit,
+    LogWriterExit,
+}
+
+impl Wake {
+    fn as_str(self) -> &'static str {
+        match self {
+            Wake::Policy => "policy",
+            Wake::Outbox => "outbox",
+            Wake::Watchdog => "watchdog",
+            Wake::Housekeeping => "housekeeping",
+            Wake::StateSave => "state save",
+            Wake::Idle => "idle",
+            Wake::Signal => "signal",
+            Wake::ServerExit => "server exit",
+            Wake::LogWriterExit => "log writer exit",
+        }
+    }
+}
+
+/// One named deadline of the loop's wait (ureq's `NextTimeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadline {
+    at: Instant,
+    reason: Wake,
+}
+
+/// Pure: the earliest of `deadlines`; the first listed wins a tie.
+fn earliest(deadlines: impl IntoIterator<Item = Option<Deadline>>) -> Option<Deadline> {
+    deadlines
+        .into_iter()
+        .flatten()
+        .fold(None, |best: Option<Deadline>, d| match best {
+            Some(b) if b.at <= d.at => Some(b),
+            _ => Some(d),
+        })
 }
 
 /// The port of a health URL whose host is this machine (loopback or
@@ -839,7 +939,30 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
 
 #[cfg(test)]
 mod tests {
-    use super::local_port;
+    use super::{earliest, local_port, Deadline, Wake};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_wait_takes_the_earliest_named_deadline() {
+        let t0 = Instant::now();
+        let d = |secs, reason| {
+            Some(Deadline {
+                at: t0 + Duration::from_secs(secs),
+                reason,
+            })
+        };
+        let next = earliest([d(30, Wake::Policy), d(5, Wake::Outbox), None]);
+        assert_eq!(next, d(5, Wake::Outbox));
+        let tie = earliest([d(5, Wake::Policy), d(5, Wake::Watchdog)]);
+        assert_eq!(
+            tie.map(|d| d.reason),
+            Some(Wake::Policy),
+            "the first listed wins a tie"
+        );
+        assert_eq!(earliest([None, None]), None);
+        let far = earliest([d(3600, Wake::Housekeeping), d(120, Wake::Policy)]);
+        assert_eq!(far, d(120, Wake::Policy), "no cap but the policy's own");
+    }
 
     #[test]
     fn local_ports_of_health_urls() {
