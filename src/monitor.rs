@@ -446,7 +446,7 @@ impl<'a> Monitor<'a> {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
         };
-        let ms = (c.latency.as_secs_f64() * 10_000.0).round() / 10.0;
+        let ms = health::round_ms(c.latency);
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
             CheckOutcome::Healthy { warnings } => {
@@ -599,7 +599,7 @@ impl<'a> Monitor<'a> {
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
             let stopped = s.stop(timeout);
-            let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+            let ms = health::round_ms(t.elapsed());
             let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
             if stopped.killed {
                 log::warn!(pid = s.pid, ms = ms, killed = true, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");

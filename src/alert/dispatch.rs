@@ -44,14 +44,34 @@ use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Me
 use crate::config::Config;
 use crate::logging::utc_iso8601_millis;
 
-/// The channel names, as the outbox files and the log show them.
-pub const EMAIL: &str = "email";
-pub const WEBHOOK: &str = "webhook";
-/// The local channel, used when neither email nor webhook is configured:
-/// `LOG_DIR/alerts/*.eml`. It needs no outbox file (the `.eml` is the
-/// durable copy), but a write that fails (a full disk) is retried like any
-/// delivery.
-pub const LOCAL: &str = "eml";
+/// The ways an alert goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Email,
+    Webhook,
+    /// Used when neither email nor webhook is configured:
+    /// `LOG_DIR/alerts/*.eml`. It needs no outbox file (the `.eml` is the
+    /// durable copy), but a write that fails (a full disk) is retried like
+    /// any delivery.
+    Local,
+}
+
+impl Channel {
+    /// The name the outbox files and the log show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+            Channel::Local => "eml",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Alert delivery: the outbox, its schedule, the channels.
 #[derive(Debug)]
@@ -77,7 +97,15 @@ pub struct Dispatcher {
     turn_start: Option<Instant>,
     /// Channels that failed in this turn, and when the entry that failed on
     /// them is due again.
-    down: HashMap<&'static str, Instant>,
+    down: HashMap<Channel, Instant>,
+}
+
+/// One channel's failed attempt, for the log line after the round.
+struct Failure {
+    channel: Channel,
+    attempt: u32,
+    reason: String,
+    ms: f64,
 }
 
 /// Pure: whether another attempt of up to `timeout` may start at `now` in a
@@ -139,7 +167,7 @@ impl Dispatcher {
             }
         }
         if !d.schedule.is_empty() {
-            log::info!(pending = d.schedule.len(), channels = d.channels().join(",").as_str();
+            log::info!(pending = d.schedule.len(), channels = d.channels().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",").as_str();
                 "alerts left in the outbox by an earlier run: delivering them now");
         }
         d.compact(SystemTime::now(), now);
@@ -221,17 +249,17 @@ impl Dispatcher {
         self.email.is_some() || self.webhook.is_some()
     }
 
-    /// The configured channels' names; [`LOCAL`] alone when there are none.
-    pub fn channels(&self) -> Vec<&'static str> {
+    /// The configured channels; [`Channel::Local`] alone when there are none.
+    pub fn channels(&self) -> Vec<Channel> {
         if !self.has_channels() {
-            return vec![LOCAL];
+            return vec![Channel::Local];
         }
         let mut c = Vec::new();
         if self.email.is_some() {
-            c.push(EMAIL);
+            c.push(Channel::Email);
         }
         if self.webhook.is_some() {
-            c.push(WEBHOOK);
+            c.push(Channel::Webhook);
         }
         c
     }
@@ -252,7 +280,7 @@ impl Dispatcher {
 
     /// Takes a new alert made at `time` and tries it at once: with email or
     /// webhook configured it goes into the outbox (durably) first; without,
-    /// the [`LOCAL`] `.eml` is the durable copy and is retried in memory
+    /// the [`Channel::Local`] `.eml` is the durable copy and is retried in memory
     /// until it can be written.
     pub fn submit(&mut self, msg: &Message, time: SystemTime, now: Instant) {
         let entry = Entry::new(
@@ -302,9 +330,9 @@ impl Dispatcher {
     }
 
     /// One attempt on one channel; `Err` is the short reason.
-    fn attempt(&self, channel: &str, entry: &Entry) -> Result<(), String> {
+    fn attempt(&self, channel: Channel, entry: &Entry) -> Result<(), String> {
         match channel {
-            EMAIL => {
+            Channel::Email => {
                 let Some(mailer) = &self.email else {
                     return Err("email is not configured".into());
                 };
@@ -319,7 +347,7 @@ impl Dispatcher {
                     )
                     .map_err(|e| e.to_string())
             }
-            WEBHOOK => {
+            Channel::Webhook => {
                 let Some(hook) = &self.webhook else {
                     return Err("the webhook is not configured".into());
                 };
@@ -333,30 +361,29 @@ impl Dispatcher {
                 hook.post(&json, self.timeout, self.cancel.as_deref())
                     .map_err(|e| e.to_string())
             }
-            LOCAL => self.write_local(entry),
-            other => Err(format!("unknown channel {other}")),
+            Channel::Local => self.write_local(entry),
         }
     }
 
     /// Where a channel delivers, safe to show.
-    fn target(&self, channel: &str) -> String {
+    fn target(&self, channel: Channel) -> String {
         match channel {
-            EMAIL => self
+            Channel::Email => self
                 .email
                 .as_ref()
                 .map(|m| format!("{} via {}", self.to.join(","), m.describe()))
                 .unwrap_or_default(),
-            WEBHOOK => self
+            Channel::Webhook => self
                 .webhook
                 .as_ref()
                 .map(Webhook::describe)
                 .unwrap_or_default(),
-            LOCAL => self.log_dir.join("alerts").display().to_string(),
-            _ => String::new(),
+            Channel::Local => self.log_dir.join("alerts").display().to_string(),
         }
     }
 
-    /// One round for each of `ids` (in the order given) within the turn's budget.
+    /// One round for each of `ids` (in the order given) within the turn's
+    /// budget: choose the channels, attempt them, record the outcome.
     fn deliver(&mut self, ids: Vec<String>) {
         let mut down = std::mem::take(&mut self.down);
         for id in ids {
@@ -364,85 +391,123 @@ impl Dispatcher {
                 self.schedule.remove(&id);
                 continue;
             };
-            let pending: Vec<&'static str> = self
-                .channels()
-                .into_iter()
-                .filter(|c| !entry.has_delivered(c))
-                .collect();
-            let to_try: Vec<&'static str> = pending
-                .iter()
-                .copied()
-                .filter(|c| !down.contains_key(c))
-                .collect();
-            if to_try.is_empty() && !pending.is_empty() {
-                let until = pending.iter().filter_map(|c| down.get(c)).min().copied();
-                if let Some(until) = until {
-                    self.schedule.defer(&id, until);
-                }
+            let Some(channels) = self.choose(&id, &entry, &down) else {
                 continue;
-            }
-            let mut failed = Vec::new();
-            let mut stop = false;
-            for channel in to_try {
-                if self.is_cancelled() {
-                    log::info!(subject = entry.subject.as_str(), channel = channel;
-                        "the monitor is stopping: the alert stays in the outbox for the next start");
-                    stop = true;
-                    break;
-                }
-                let now = Instant::now();
-                if !room_for_attempt(self.turn_start, now, self.timeout) {
-                    // No room for another whole attempt: what is left waits
-                    // for the next loop turn (still due), after the checks.
-                    stop = true;
-                    break;
-                }
-                self.turn_start.get_or_insert(now);
-                let attempt = entry.count_attempt(channel);
-                let t = Instant::now();
-                let result = self.attempt(channel, &entry);
-                let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-                match result {
-                    Ok(()) if channel == LOCAL => entry.mark_delivered(channel),
-                    Ok(()) => {
-                        log::info!(channel = channel, subject = entry.subject.as_str(),
-                            attempt = attempt, ms = ms, to = self.target(channel).as_str();
-                            "alert delivered");
-                        entry.mark_delivered(channel);
-                    }
-                    Err(reason) => failed.push((channel, attempt, reason, ms)),
-                }
-            }
-            let done = self.channels().iter().all(|c| entry.has_delivered(c));
-            if done {
-                self.finish(&id);
-                if stop {
-                    break;
-                }
-                continue;
-            }
-            if !failed.is_empty() {
-                let delay = self
-                    .schedule
-                    .record_failure(&id, Instant::now())
-                    .unwrap_or_default();
-                let until = self.schedule.due_at(&id).unwrap_or_else(Instant::now);
-                let next_retry = utc_iso8601_millis(SystemTime::now() + delay);
-                for (channel, attempt, reason, ms) in failed {
-                    log::warn!(channel = channel, subject = entry.subject.as_str(),
-                        attempt = attempt, error = reason.as_str(), ms = ms,
-                        retry_in_s = delay.as_secs(), next_retry = next_retry.as_str(),
-                        to = self.target(channel).as_str();
-                        "alert delivery failed");
-                    down.insert(channel, until);
-                }
-            }
-            self.save(&id, &entry);
+            };
+            let (failed, stop) = self.attempt_all(&mut entry, &channels);
+            self.record(&id, &entry, failed, &mut down);
             if stop {
                 break;
             }
         }
         self.down = down;
+    }
+
+    /// The channels that still need `entry` and did not fail this turn;
+    /// `None` when every one it needs did: it is deferred to the soonest of
+    /// their retry times, without counting a failure.
+    fn choose(
+        &mut self,
+        id: &str,
+        entry: &Entry,
+        down: &HashMap<Channel, Instant>,
+    ) -> Option<Vec<Channel>> {
+        let pending: Vec<Channel> = self
+            .channels()
+            .into_iter()
+            .filter(|c| !entry.has_delivered(c.as_str()))
+            .collect();
+        let to_try: Vec<Channel> = pending
+            .iter()
+            .copied()
+            .filter(|c| !down.contains_key(c))
+            .collect();
+        if to_try.is_empty() && !pending.is_empty() {
+            if let Some(until) = pending.iter().filter_map(|c| down.get(c)).min() {
+                self.schedule.defer(id, *until);
+            }
+            return None;
+        }
+        Some(to_try)
+    }
+
+    /// Tries `channels` in turn while the turn's budget has room for a whole
+    /// attempt and the monitor is not stopping; marks what each took.
+    /// Returns the failures, and whether the round must stop here.
+    fn attempt_all(&mut self, entry: &mut Entry, channels: &[Channel]) -> (Vec<Failure>, bool) {
+        let mut failed = Vec::new();
+        for &channel in channels {
+            if self.is_cancelled() {
+                log::info!(subject = entry.subject.as_str(), channel = channel.as_str();
+                    "the monitor is stopping: the alert stays in the outbox for the next start");
+                return (failed, true);
+            }
+            let now = Instant::now();
+            if !room_for_attempt(self.turn_start, now, self.timeout) {
+                // No room for another whole attempt: what is left waits
+                // for the next loop turn (still due), after the checks.
+                return (failed, true);
+            }
+            self.turn_start.get_or_insert(now);
+            let attempt = entry.count_attempt(channel.as_str());
+            let t = Instant::now();
+            let result = self.attempt(channel, entry);
+            let ms = crate::health::round_ms(t.elapsed());
+            match result {
+                Ok(()) => {
+                    if channel != Channel::Local {
+                        log::info!(channel = channel.as_str(), subject = entry.subject.as_str(),
+                            attempt = attempt, ms = ms, to = self.target(channel).as_str();
+                            "alert delivered");
+                    }
+                    entry.mark_delivered(channel.as_str());
+                }
+                Err(reason) => failed.push(Failure {
+                    channel,
+                    attempt,
+                    reason,
+                    ms,
+                }),
+            }
+        }
+        (failed, false)
+    }
+
+    /// After a round: an entry every channel has leaves the outbox; else the
+    /// failures set its retry, are logged, and mark their channels down for
+    /// the rest of the turn, and its progress is saved.
+    fn record(
+        &mut self,
+        id: &str,
+        entry: &Entry,
+        failed: Vec<Failure>,
+        down: &mut HashMap<Channel, Instant>,
+    ) {
+        if self
+            .channels()
+            .iter()
+            .all(|c| entry.has_delivered(c.as_str()))
+        {
+            self.finish(id);
+            return;
+        }
+        if !failed.is_empty() {
+            let delay = self
+                .schedule
+                .record_failure(id, Instant::now())
+                .unwrap_or_default();
+            let until = self.schedule.due_at(id).unwrap_or_else(Instant::now);
+            let next_retry = utc_iso8601_millis(SystemTime::now() + delay);
+            for f in failed {
+                log::warn!(channel = f.channel.as_str(), subject = entry.subject.as_str(),
+                    attempt = f.attempt, error = f.reason.as_str(), ms = f.ms,
+                    retry_in_s = delay.as_secs(), next_retry = next_retry.as_str(),
+                    to = self.target(f.channel).as_str();
+                    "alert delivery failed");
+                down.insert(f.channel, until);
+            }
+        }
+        self.save(id, entry);
     }
 
     /// Records an entry's progress, in memory and in its file.
