@@ -642,10 +642,7 @@ impl<'a> Monitor<'a> {
 
     fn alert(&mut self, a: &crate::policy::Alert) {
         let dir = &self.cfg.log.log_dir;
-        let tail = if matches!(
-            a,
-            crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }
-        ) {
+        let tail = if alert::quotes_error_tail(a) {
             alert::tail_lines(&dir.join(server::STDERR_LOG), alert::ERROR_TAIL_LINES)
         } else {
             Vec::new()
