@@ -1,13 +1,20 @@
 //! The main loop, and the one-shot subcommands that share its pieces
 //! (`check`, `status`).
 //!
-//! Each turn: look at the shutdown flag; reap ended children and see whether
-//! the server exited; feed the events and a `Tick` to the policy; carry out
-//! every action it returns (a check, a restart, an alert, a log line), feeding
-//! results back as events; save the state; then wait until the policy's next
-//! wake-up — on the server's pidfd and the signal wake-up socket at the same
-//! time, so that a death or a signal ends the wait at once and an idle monitor
-//! costs nothing.
+//! Each turn ([`Monitor::run`]): look at the shutdown flag; collect events
+//! (a planned restart asked, the server exited, a `Tick`); feed each to the
+//! policy with the clock read for it and carry out every action it returns
+//! (a check, a start, an alert, a log line), feeding results back as events;
+//! do the chores (LOG_DIR's files, dead log writers, due alert retries);
+//! save the state and tell systemd; then wait until the earliest of the
+//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd and the
+//! signal wake-up socket at the same time, so that a death or a signal ends
+//! the wait at once and an idle monitor costs nothing.
+//!
+//! The side jobs live with what they touch: the state file's throttling in
+//! `state::Writer`, STOP_COMMAND in `server::stop_foreign`, the STATUS
+//! wording in `notify`, planned-restart bookkeeping in `restart`, signal
+//! set-up in `sys::Signals`.
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
 //! long-lived one that runs the checks (so that a stop signal
@@ -499,7 +506,7 @@ impl<'a> Monitor<'a> {
                 return Event::Checked(outcome);
             };
             if self.unstoppable {
-                let ours = local_port(&self.cfg.health.health_url)
+                let ours = server::local_port(&self.cfg.health.health_url)
                     .and_then(|port| server::group_listens_on(pgid, port));
                 if ours != Some(true) {
                     log::debug!("startup probe answered, but not by the new server: the old server that could not be stopped still answers");
@@ -817,37 +824,6 @@ fn earliest(deadlines: impl IntoIterator<Item = Option<Deadline>>) -> Option<Dea
         })
 }
 
-/// The port of a health URL whose host is this machine (loopback or
-/// `localhost`); None for another host.
-fn local_port(url: &str) -> Option<u16> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    let host = host.to_ascii_lowercase();
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    if !local {
-        return None;
-    }
-    match port {
-        Some(p) => p.parse().ok(),
-        None if scheme.eq_ignore_ascii_case("https") => Some(443),
-        None => Some(80),
-    }
-}
-
 /// `server-monitor check`: one check, one line, Nagios exit codes.
 pub fn check_once(cfg: &Config) -> i32 {
     // On a thread, so that a panic of the HTTP client is a CRITICAL line;
@@ -936,7 +912,7 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
 
 #[cfg(test)]
 mod tests {
-    use super::{earliest, local_port, Deadline, Wake};
+    use super::{earliest, Deadline, Wake};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -959,17 +935,5 @@ mod tests {
         assert_eq!(earliest([None, None]), None);
         let far = earliest([d(3600, Wake::Housekeeping), d(120, Wake::Policy)]);
         assert_eq!(far, d(120, Wake::Policy), "no cap but the policy's own");
-    }
-
-    #[test]
-    fn local_ports_of_health_urls() {
-        assert_eq!(local_port("http://127.0.0.1:8000/health"), Some(8000));
-        assert_eq!(local_port("HTTP://LocalHost/health"), Some(80));
-        assert_eq!(local_port("https://[::1]/h?x=1"), Some(443));
-        assert_eq!(local_port("http://[::1]:9000"), Some(9000));
-        assert_eq!(local_port("http://u:p@127.0.0.2:81/"), Some(81));
-        assert_eq!(local_port("http://example.com:8000/health"), None);
-        assert_eq!(local_port("http://10.0.0.1:8000/health"), None);
-        assert_eq!(local_port("no url"), None);
     }
 }

@@ -223,6 +223,37 @@ fn listening_inodes(port: u16) -> Vec<u64> {
     out
 }
 
+/// The port of a health URL whose host is this machine (loopback or
+/// `localhost`); None for another host.
+pub fn local_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if !local {
+        return None;
+    }
+    match port {
+        Some(p) => p.parse().ok(),
+        None if scheme.eq_ignore_ascii_case("https") => Some(443),
+        None => Some(80),
+    }
+}
+
 /// Whether a live process of group `pgid` holds a socket listening on TCP
 /// `port`: the proof that the server answering on that port is ours and not
 /// an old one we could not stop. None when no socket listens there at all
@@ -744,6 +775,18 @@ fn spawn_writer(path: &Path, max_bytes: u64, backups: u32, stdin: OwnedFd) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_ports_of_health_urls() {
+        assert_eq!(local_port("http://127.0.0.1:8000/health"), Some(8000));
+        assert_eq!(local_port("HTTP://LocalHost/health"), Some(80));
+        assert_eq!(local_port("https://[::1]/h?x=1"), Some(443));
+        assert_eq!(local_port("http://[::1]:9000"), Some(9000));
+        assert_eq!(local_port("http://u:p@127.0.0.2:81/"), Some(81));
+        assert_eq!(local_port("http://example.com:8000/health"), None);
+        assert_eq!(local_port("http://10.0.0.1:8000/health"), None);
+        assert_eq!(local_port("no url"), None);
+    }
 
     #[test]
     fn pid_file_round_trips() {
