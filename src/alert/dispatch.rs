@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::outbox::{self, Entry, OutboxDir, Schedule};
+use super::outbox::{self, Entry, Id, OutboxDir, Schedule};
 use super::smtp::{self, Mailer};
 use super::webhook::{self, Webhook};
 use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Message, MimeParts};
@@ -81,14 +81,14 @@ pub struct Dispatcher {
     outbox: OutboxDir,
     schedule: Schedule,
     /// The pending entries, as their files hold them.
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Id, Entry>,
     email: Option<Mailer>,
     webhook: Option<Webhook>,
     from: String,
     to: Vec<String>,
     /// SMTP_TIMEOUT: one attempt's deadline, and one call's budget.
     timeout: Duration,
-    /// For ids of entries whose file could not be written.
+    /// The last [`Id::Unsaved`] handed out.
     unsaved: u32,
     /// Set when the monitor is stopping: a delivery in progress gives up.
     cancel: Option<Arc<AtomicBool>>,
@@ -149,16 +149,17 @@ impl Dispatcher {
     /// `LOG_DIR/outbox/`, all due at `now`.
     pub fn load(cfg: &Config, now: Instant) -> Dispatcher {
         let mut d = Dispatcher::new(cfg);
-        for id in d.outbox.list() {
-            let file = d.outbox.file(&id).display().to_string();
-            match d.outbox.read(&id) {
+        for stem in d.outbox.list() {
+            let file = d.outbox.file(&stem).display().to_string();
+            match d.outbox.read(&stem) {
                 Ok(entry) => {
                     if !d.has_channels() {
                         log::info!(subject = entry.subject.as_str();
                             "no alert channel is configured any more: the alert from the outbox goes to LOG_DIR/alerts");
                     }
-                    d.entries.insert(id.clone(), entry);
+                    let id = Id::File(stem);
                     d.schedule.add(&id, now);
+                    d.entries.insert(id, entry);
                 }
                 Err(e) => {
                     log::error!(file = file.as_str(), error = e.to_string().as_str();
@@ -199,11 +200,12 @@ impl Dispatcher {
                 continue;
             };
             let id = if !self.has_channels() {
+                // Not next_unsaved(): `items` borrows the entries.
                 self.unsaved += 1;
-                format!("unsaved-{}", self.unsaved)
+                Id::Unsaved(self.unsaved)
             } else {
                 match self.outbox.create(&summary) {
-                    Ok(id) => id,
+                    Ok(stem) => Id::File(stem),
                     Err(e) => {
                         log::error!(event = fold.event.as_str(), count = fold.ids.len(), error = e.to_string().as_str();
                             "cannot write a summary of waiting alerts to the outbox; they stay as they are");
@@ -214,14 +216,14 @@ impl Dispatcher {
             let first = items.first().map(|e| e.time.clone()).unwrap_or_default();
             let last = items.last().map(|e| e.time.clone()).unwrap_or_default();
             log::warn!(event = fold.event.as_str(), folded = summary.folded.len(), entries = fold.ids.len(),
-                oldest = first.as_str(), newest = last.as_str(), summary = id.as_str();
+                oldest = first.as_str(), newest = last.as_str(), summary = id.to_string().as_str();
                 "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)");
             for old in &fold.ids {
                 self.schedule.remove(old);
                 self.entries.remove(old);
-                if !old.starts_with("unsaved-") {
-                    if let Err(e) = self.outbox.remove(old) {
-                        log::warn!(id = old.as_str(), error = e.to_string().as_str();
+                if let Some(stem) = old.file() {
+                    if let Err(e) = self.outbox.remove(stem) {
+                        log::warn!(id = stem, error = e.to_string().as_str();
                             "cannot remove a folded alert from the outbox; it may be sent again after a restart");
                     }
                 }
@@ -292,22 +294,20 @@ impl Dispatcher {
             &message_id(time, &self.host),
         );
         let id = if !self.has_channels() {
-            self.unsaved += 1;
-            format!("unsaved-{}", self.unsaved)
+            self.next_unsaved()
         } else {
             match self.outbox.create(&entry) {
-                Ok(id) => id,
+                Ok(stem) => Id::File(stem),
                 Err(e) => {
                     // Still try: an alert that cannot be kept may yet be delivered.
                     log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(),
                     dir = self.outbox.path().display().to_string().as_str();
                     "cannot write the alert to the outbox; trying to deliver it anyway");
-                    self.unsaved += 1;
-                    format!("unsaved-{}", self.unsaved)
+                    self.next_unsaved()
                 }
             }
         };
-        log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
+        log::debug!(subject = entry.subject.as_str(), id = id.to_string().as_str(); "alert queued");
         self.entries.insert(id.clone(), entry);
         self.schedule.add(&id, now);
         self.compact(time, now);
@@ -384,7 +384,7 @@ impl Dispatcher {
 
     /// One round for each of `ids` (in the order given) within the turn's
     /// budget: choose the channels, attempt them, record the outcome.
-    fn deliver(&mut self, ids: Vec<String>) {
+    fn deliver(&mut self, ids: Vec<Id>) {
         let mut down = std::mem::take(&mut self.down);
         for id in ids {
             let Some(mut entry) = self.entries.get(&id).cloned() else {
@@ -408,7 +408,7 @@ impl Dispatcher {
     /// their retry times, without counting a failure.
     fn choose(
         &mut self,
-        id: &str,
+        id: &Id,
         entry: &Entry,
         down: &HashMap<Channel, Instant>,
     ) -> Option<Vec<Channel>> {
@@ -478,7 +478,7 @@ impl Dispatcher {
     /// the rest of the turn, and its progress is saved.
     fn record(
         &mut self,
-        id: &str,
+        id: &Id,
         entry: &Entry,
         failed: Vec<Failure>,
         down: &mut HashMap<Channel, Instant>,
@@ -510,23 +510,31 @@ impl Dispatcher {
         self.save(id, entry);
     }
 
+    /// A new id for an entry kept in memory only.
+    fn next_unsaved(&mut self) -> Id {
+        self.unsaved += 1;
+        Id::Unsaved(self.unsaved)
+    }
+
     /// Records an entry's progress, in memory and in its file.
-    fn save(&mut self, id: &str, entry: &Entry) {
-        if !id.starts_with("unsaved-") {
-            if let Err(e) = self.outbox.write(id, entry) {
-                log::warn!(id = id, error = e.to_string().as_str(); "cannot update the alert in the outbox");
+    fn save(&mut self, id: &Id, entry: &Entry) {
+        if let Some(stem) = id.file() {
+            if let Err(e) = self.outbox.write(stem, entry) {
+                log::warn!(id = stem, error = e.to_string().as_str(); "cannot update the alert in the outbox");
             }
         }
-        self.entries.insert(id.to_string(), entry.clone());
+        self.entries.insert(id.clone(), entry.clone());
     }
 
     /// Every channel has the entry: it leaves the outbox.
-    fn finish(&mut self, id: &str) {
+    fn finish(&mut self, id: &Id) {
         self.schedule.remove(id);
         self.entries.remove(id);
-        if let Err(e) = self.outbox.remove(id) {
-            log::error!(id = id, error = e.to_string().as_str();
-                "cannot remove a delivered alert from the outbox; a restart would send it again");
+        if let Some(stem) = id.file() {
+            if let Err(e) = self.outbox.remove(stem) {
+                log::error!(id = stem, error = e.to_string().as_str();
+                    "cannot remove a delivered alert from the outbox; a restart would send it again");
+            }
         }
     }
 
