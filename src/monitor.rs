@@ -406,7 +406,7 @@ impl<'a> Monitor<'a> {
     }
 
     /// Reaps ended children; `Some(cause)` when the server has exited.
-    fn server_exit(&mut self) -> Option<String> {
+    fn server_exit(&mut self) -> Option<server::ExitCause> {
         let reaped = sys::reap_children();
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
@@ -421,7 +421,7 @@ impl<'a> Monitor<'a> {
                 "stopped what was left of the server's process group");
         }
         PidFile::remove(&self.cfg.log.log_dir);
-        Some(cause.to_string())
+        Some(cause)
     }
 
     /// Carries out one action; returns the event that reports its result.
@@ -494,7 +494,7 @@ impl<'a> Monitor<'a> {
         }
         if self.policy.is_starting() {
             if let Some(cause) = self.server_exit() {
-                log::warn!(cause = cause.as_str(); "a healthy answer came, but the new server has already exited: it came from another process");
+                log::warn!(cause = cause.to_string().as_str(); "a healthy answer came, but the new server has already exited: it came from another process");
                 return Event::Exited(cause);
             }
             let Some(pgid) = self

@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::PolicySettings;
 use crate::health::CheckOutcome;
+use crate::server::ExitCause;
 
 /// How the monitor begins.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +75,9 @@ pub enum Event {
     Spawned,
     /// The last [`Action::Start`] could not start the server.
     SpawnFailed(String),
-    /// The server process ended without being asked to; the cause reads like
-    /// `process exited with status 1`.
-    Exited(String),
+    /// The server process ended without being asked to; its Display reads
+    /// like `process exited with status 1`.
+    Exited(ExitCause),
     /// Someone asked for a restart (`server-monitor restart`).
     PlannedRestart {
         by: String,
@@ -619,7 +620,8 @@ impl Policy {
         }
     }
 
-    fn exited(&mut self, cause: String, now: Instant, out: &mut Vec<Action>) {
+    fn exited(&mut self, cause: ExitCause, now: Instant, out: &mut Vec<Action>) {
+        let cause = cause.to_string();
         match &self.phase {
             Phase::Verifying { kind, .. } => {
                 let kind = kind.clone();
@@ -820,6 +822,7 @@ fn fmt_secs(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::health::Reason;
+    use crate::sys::WaitStatus;
 
     const SEC: Duration = Duration::from_secs(1);
 
@@ -1068,12 +1071,12 @@ mod tests {
     fn exit_restarts_at_once_with_zero_down_checks() {
         let mut s = Scenario::running(rules());
         s.at(5.0);
-        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Signaled(9))));
         assert_eq!(
             actions,
             vec![Action::Start(StartKind::Restart {
                 attempt: 1,
-                cause: "killed by signal 9".into(),
+                cause: "killed by signal 9 (SIGKILL)".into(),
                 down_checks: 0,
             })]
         );
@@ -1085,7 +1088,7 @@ mod tests {
             s.alerts,
             vec![Alert::Restarted {
                 down_checks: 0,
-                cause: "killed by signal 9".into()
+                cause: "killed by signal 9 (SIGKILL)".into()
             }]
         );
     }
@@ -1098,7 +1101,7 @@ mod tests {
         });
         s.at(5.0);
         assert!(s
-            .feed(Event::Exited("process exited with status 1".into()))
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))))
             .is_empty());
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
@@ -1111,7 +1114,7 @@ mod tests {
     fn cooldown_defers_restart() {
         let mut s = Scenario::running(rules());
         s.at(5.0)
-            .feed(Event::Exited("process exited with status 1".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         s.feed(Event::Spawned);
         s.at(5.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1119,7 +1122,7 @@ mod tests {
         // Dies again 10 s later: the first restart began at 5 s, so the next
         // may begin at 65 s, not before.
         s.at(15.0);
-        let actions = s.feed(Event::Exited("process exited with status 1".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         assert!(matches!(
             actions[..],
             [Action::Note(Note::RestartDeferred { .. })]
@@ -1143,7 +1146,7 @@ mod tests {
     fn first_start_does_not_count_for_cooldown() {
         let mut s = Scenario::running(rules());
         s.at(1.0);
-        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Signaled(9))));
         assert!(matches!(
             actions[..],
             [Action::Start(StartKind::Restart { attempt: 1, .. })]
@@ -1156,7 +1159,7 @@ mod tests {
             restart_on_exit: false,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
         s.check_at(30.0, failed());
@@ -1176,7 +1179,7 @@ mod tests {
     #[test]
     fn attempts_reset_only_after_stable_period() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1193,7 +1196,7 @@ mod tests {
     #[test]
     fn failed_check_breaks_the_stable_period() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1215,7 +1218,7 @@ mod tests {
         let mut t = 1.0;
         for _ in 0..3 {
             s.at(t).feed(Event::Tick);
-            s.feed(Event::Exited("process exited with status 1".into()));
+            s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
             s.feed(Event::Spawned);
             s.at(t + 0.1).feed(Event::Tick);
             s.feed(healthy());
@@ -1223,7 +1226,7 @@ mod tests {
         }
         assert_eq!(s.restarts(), 3);
         s.at(t)
-            .feed(Event::Exited("process exited with status 1".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         assert_eq!(s.restarts(), 3);
         assert_eq!(s.phase(), PhaseName::GivenUp);
         let downs: Vec<_> = s
@@ -1255,7 +1258,7 @@ mod tests {
             if s.phase() == PhaseName::Starting {
                 s.feed(Event::Spawned);
                 s.at(t + 0.01);
-                s.feed(Event::Exited("process exited with status 1".into()));
+                s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
             }
             t += 1.0;
         }
@@ -1311,7 +1314,7 @@ mod tests {
             max_restart_attempts: 1,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(11.0).feed(Event::Tick);
         assert_eq!(s.phase(), PhaseName::GivenUp);
@@ -1328,7 +1331,7 @@ mod tests {
         // It starts over: a new exit restarts again.
         s.at(105.0);
         assert!(matches!(
-            s.feed(Event::Exited("x".into()))[..],
+            s.feed(Event::Exited(ExitCause::Unknown))[..],
             [Action::Start(StartKind::Restart { attempt: 1, .. })]
         ));
     }
@@ -1340,9 +1343,9 @@ mod tests {
             retry_after_give_up: Some(100 * SEC),
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.at(1.5).feed(Event::Exited("x".into()));
+        s.at(1.5).feed(Event::Exited(ExitCause::Unknown));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(
             s.p.next_wakeup(),
@@ -1357,7 +1360,7 @@ mod tests {
         ));
         // It fails too: still given up, no second Down alert, next retry later.
         s.feed(Event::Spawned);
-        s.at(101.6).feed(Event::Exited("x".into()));
+        s.at(101.6).feed(Event::Exited(ExitCause::Unknown));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.alerts.len(), 1);
         s.at(201.6);
@@ -1422,9 +1425,9 @@ mod tests {
             retry_after_give_up: Some(retry),
             ..rules()
         });
-        s.after(SEC).feed(Event::Exited("x".into()));
+        s.after(SEC).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1);
         s
@@ -1458,7 +1461,7 @@ mod tests {
         // Dies 1.7 s after the retry: not restarted before the cooldown,
         // and not from zero attempts: back to given-up.
         s.after(Duration::from_millis(1600));
-        s.feed(Event::Exited("process exited with status 1".into()));
+        s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.restarts(), 1, "no restart after the retry");
         // The next start is the next retry, RETRY_AFTER_GIVE_UP later.
@@ -1478,7 +1481,7 @@ mod tests {
             s.feed(Event::Spawned);
             s.after(SEC / 10).tick_answering(&healthy());
             s.after(2 * SEC)
-                .feed(Event::Exited("process exited with status 1".into()));
+                .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
             assert_eq!(s.phase(), PhaseName::GivenUp);
         }
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
@@ -1504,9 +1507,9 @@ mod tests {
         assert_eq!(s.p.snapshot().attempts, 0);
         assert_eq!(s.p.snapshot().failures, 0);
         // A new episode may begin: it gets its own Down.
-        s.after(SEC * 10).feed(Event::Exited("x".into()));
+        s.after(SEC * 10).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 2, "{:?}", s.alerts);
     }
@@ -1534,7 +1537,7 @@ mod tests {
         s.after(SEC)
             .feed(Event::PlannedRestart { by: "ops".into() });
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
     }
@@ -1562,7 +1565,7 @@ mod tests {
             max_restart_attempts: 1,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::SpawnFailed("cannot run `nope`: No such file".into()));
         assert_eq!(s.phase(), PhaseName::GivenUp);
         assert!(
@@ -1573,7 +1576,7 @@ mod tests {
     #[test]
     fn planned_restart_ignores_cooldown_and_counts_nothing() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1621,7 +1624,7 @@ mod tests {
         });
         s.feed(Event::Spawned);
         s.at(2.1)
-            .feed(Event::Exited("process exited with status 3".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(3))));
         assert!(matches!(
             &s.alerts[..],
             [Alert::PlannedRestartFailed { .. }]
