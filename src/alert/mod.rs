@@ -87,8 +87,19 @@ fn footer(ctx: &Context<'_>, with_tail: bool) -> String {
     s
 }
 
+/// Whether `alert` quotes the last lines of server_error.log: the one
+/// answer, for the monitor (which reads them) and [`render`] (which shows
+/// them).
+pub fn quotes_error_tail(alert: &Alert) -> bool {
+    match alert {
+        Alert::Down { .. } | Alert::PlannedRestartFailed { .. } => true,
+        Alert::Restarted { .. } | Alert::Recovered { .. } => false,
+    }
+}
+
 /// The subject and body of a policy alert.
 pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
+    let tail = quotes_error_tail(alert);
     match alert {
         Alert::Restarted { down_checks, cause } => Message {
             event: "restarted",
@@ -96,7 +107,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             body: format!(
                 "Server was down for {down_checks} checks.\nAutomatic restart successful.\nServer is now healthy.\nCause: {}\n{}",
                 one_line(cause),
-                footer(ctx, false)
+                footer(ctx, tail)
             ),
         },
         Alert::Down {
@@ -112,7 +123,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
                 "Server has failed {failures} health checks.\nRestart attempts: {attempts}/{max_attempts}\nLast error: {}\n\nManual intervention required.\nCause: {}\n{}",
                 one_line(last_error),
                 one_line(cause),
-                footer(ctx, true)
+                footer(ctx, tail)
             ),
         },
         Alert::Recovered { failures } => Message {
@@ -120,7 +131,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             subject: subject(ctx, "Server Recovered"),
             body: format!(
                 "Server is healthy again after {failures} failed health checks.\nThe monitor had given up restarting it.\nIt watches and restarts it as usual again.\n{}",
-                footer(ctx, false)
+                footer(ctx, tail)
             ),
         },
         Alert::PlannedRestartFailed { by, reason } => Message {
@@ -130,7 +141,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
                 "A planned restart did not bring the server up healthy.\nRequested by: {}\nLast error: {}\nThe monitor now restarts it by its usual rules.\n{}",
                 one_line(by),
                 one_line(reason),
-                footer(ctx, true)
+                footer(ctx, tail)
             ),
         },
     }
