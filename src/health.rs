@@ -284,12 +284,14 @@ impl TlsCache {
         if let Some(config) = &self.0 {
             return Ok(config.clone());
         }
-        let system = crate::tls::default_system_bundle();
-        let roots = crate::tls::roots(system.as_deref(), settings.health_ca_file.as_deref())
-            .map_err(|crate::tls::CaFileError(path, e)| {
-                Reason::Other(format!("HEALTH_CA_FILE {}: {e}", path.display()))
+        use crate::tls::{CaFileError, SetupError};
+        let config = crate::tls::default_client_config(settings.health_ca_file.as_deref())
+            .map_err(|e| match e {
+                SetupError::CaFile(CaFileError(path, e)) => {
+                    Reason::Other(format!("HEALTH_CA_FILE {}: {e}", path.display()))
+                }
+                SetupError::Rustls(e) => Reason::Other(e),
             })?;
-        let config = crate::tls::client_config(roots).map_err(Reason::Other)?;
         self.0 = Some(config.clone());
         Ok(config)
     }
@@ -336,13 +338,13 @@ fn from_http(err: crate::http::Error) -> Reason {
 }
 
 fn from_io(err: io::Error) -> Reason {
-    use io::ErrorKind::*;
-    match err.kind() {
-        ConnectionRefused => Reason::Refused,
-        TimedOut | WouldBlock => Reason::TimedOut,
-        ConnectionReset | ConnectionAborted | BrokenPipe => Reason::Reset,
-        UnexpectedEof => Reason::Other("connection closed early".into()),
-        _ => Reason::Other(err.to_string()),
+    use crate::http::IoClass;
+    match crate::http::io_class(&err) {
+        IoClass::Refused => Reason::Refused,
+        IoClass::TimedOut => Reason::TimedOut,
+        IoClass::Reset => Reason::Reset,
+        IoClass::ClosedEarly => Reason::Other("connection closed early".into()),
+        IoClass::Other => Reason::Other(err.to_string()),
     }
 }
 

@@ -1,5 +1,4 @@
-//! The main loop, and the one-shot subcommands that share its pieces
-//! (`check`, `status`).
+//! The main loop.
 //!
 //! Each turn: look at the shutdown flag; reap ended children and see whether
 //! the server exited; feed the events and a `Tick` to the policy; carry out
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::alert;
 use crate::config::Config;
 use crate::health::{self, CheckOutcome};
-use crate::lock::{lock_holder, Lock, LockError};
+use crate::lock::{Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
 use crate::policy::{Action, Begin, Event, Policy, StartKind};
@@ -731,10 +730,12 @@ impl<'a> Monitor<'a> {
         self.next_sweep = now + Duration::from_secs(3600);
         let days = self.cfg.log.log_retention_days;
         if days > 0 {
-            let removed = crate::logging::sweep_old_files(
+            let (dir, age) = (
                 &self.cfg.log.log_dir,
                 Duration::from_secs(u64::from(days) * 86_400),
             );
+            let removed = crate::logging::retention::sweep_rotated_logs(dir, age)
+                + alert::sweep_old_alert_files(dir, age);
             if removed > 0 {
                 log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
             }
@@ -848,92 +849,6 @@ fn local_port(url: &str) -> Option<u16> {
         Some(p) => p.parse().ok(),
         None if scheme.eq_ignore_ascii_case("https") => Some(443),
         None => Some(80),
-    }
-}
-
-/// `server-monitor check`: one check, one line, Nagios exit codes.
-pub fn check_once(cfg: &Config) -> i32 {
-    // On a thread, so that a panic of the HTTP client is a CRITICAL line;
-    // never None, as it never gives up.
-    let c = health::Checker::new(&cfg.health)
-        .check(|| false)
-        .unwrap_or_else(|| health::check(&cfg.health));
-    let ms = c.latency.as_secs_f64() * 1000.0;
-    let url = &cfg.health.health_url;
-    match c.outcome {
-        CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
-            println!("OK - {url} healthy in {ms:.1} ms");
-            0
-        }
-        CheckOutcome::Healthy { warnings } => {
-            println!(
-                "WARNING - {url} healthy in {ms:.1} ms, but {}",
-                warnings.join("; ")
-            );
-            1
-        }
-        CheckOutcome::Failed(reason) => {
-            println!("CRITICAL - {url} {reason} after {ms:.1} ms");
-            2
-        }
-    }
-}
-
-/// `server-monitor status [--json]`.
-pub fn status(cfg: &Config, json: bool) -> i32 {
-    let dir = &cfg.log.log_dir;
-    let running = lock_holder(dir).is_some();
-    match state::read(dir) {
-        Ok(s) if json => {
-            let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["monitor_running"] = serde_json::Value::Bool(running);
-            println!("{v}");
-            0
-        }
-        Ok(s) => {
-            print!("{}", state::render(&s, running));
-            0
-        }
-        Err(e) => {
-            eprintln!(
-                "server-monitor: {e} ({})",
-                dir.join(state::STATE_FILE).display()
-            );
-            if matches!(e, state::ReadError::Missing) {
-                3
-            } else {
-                1
-            }
-        }
-    }
-}
-
-/// Runs a subcommand that needs the configuration; returns the exit status.
-pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::Cli) -> u8 {
-    use crate::cli::Command;
-    // One rustls crypto provider for the whole process (ring); see Cargo.toml.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match command {
-        Command::Run => match run(cfg) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                eprintln!("server-monitor: {e}");
-                1
-            }
-        },
-        Command::Check => check_once(cfg) as u8,
-        Command::Status => status(cfg, cli.json) as u8,
-        Command::Config => {
-            for warning in &cfg.warnings {
-                eprintln!("server-monitor: warning: {warning}");
-            }
-            print!("{}", cfg.render());
-            0
-        }
-        Command::Restart => crate::restart::run(cfg),
-        Command::TestAlert => alert::test_alert(cfg),
-        Command::Help | Command::Version | Command::Capture { .. } => 0,
     }
 }
 

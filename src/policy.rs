@@ -832,6 +832,7 @@ mod tests {
             startup_timeout: 10 * SEC,
             retry_after_give_up: None,
             restart_on_exit: true,
+            memory_limit: None,
         }
     }
 

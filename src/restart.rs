@@ -11,8 +11,9 @@
 //! into the state file's record when SIGUSR1 comes, and [`record_outcome`]
 //! fills in how it ended from the policy's notes.
 //!
-//! Exit status: 0 once the new server is verified healthy, 1 if it is not (or
-//! no answer came in time), 3 if no monitor runs with this `LOG_DIR`.
+//! The client ([`run`]) returns `Ok` once the new server is verified healthy,
+//! [`ClientError::NoMonitor`] if no monitor runs with this `LOG_DIR` (`main`
+//! makes that exit 3), and [`ClientError::Failed`] otherwise (exit 1).
 
 use std::fs;
 use std::path::Path;
@@ -144,15 +145,31 @@ fn requester() -> String {
     format!("{user}{sudo} ({uid}pid {})", std::process::id())
 }
 
+/// Why `server-monitor restart` did not get a verified restart.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No monitor holds the lock of this LOG_DIR.
+    NoMonitor(std::path::PathBuf),
+    /// The request could not be made, the restart failed, or no answer came.
+    Failed(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoMonitor(dir) => {
+                write!(f, "no monitor is running with LOG_DIR {}", dir.display())
+            }
+            ClientError::Failed(s) => f.write_str(s),
+        }
+    }
+}
+
 /// `server-monitor restart`.
-pub fn run(cfg: &Config) -> u8 {
+pub fn run(cfg: &Config) -> Result<(), ClientError> {
     let dir = &cfg.log.log_dir;
     let Some(pid) = crate::lock::lock_holder(dir) else {
-        eprintln!(
-            "server-monitor: no monitor is running with LOG_DIR {}",
-            dir.display()
-        );
-        return 3;
+        return Err(ClientError::NoMonitor(dir.clone()));
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,19 +182,22 @@ pub fn run(cfg: &Config) -> u8 {
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
     let json = serde_json::to_vec(&request).unwrap_or_default();
     if let Err(e) = crate::files::write_atomic(&path, &json, false) {
-        eprintln!("server-monitor: cannot write {}: {e}", path.display());
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
     }
     if let Err(e) = sys::kill(pid, sys::SIGUSR1) {
         let _ = fs::remove_file(&path);
-        eprintln!("server-monitor: cannot signal the monitor (pid {pid}): {e}");
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot signal the monitor (pid {pid}): {e}"
+        )));
     }
     println!("asked the monitor (pid {pid}) to restart the server; waiting for it");
     // Stop, start and verify, plus time for the monitor to finish a check
     // that was under way when the signal came.
     let wait = cfg.server.stop_timeout
-        + cfg.server.startup_timeout
+        + cfg.policy.startup_timeout
         + cfg.health.health_timeout
         + Duration::from_secs(5);
     let deadline = crate::config::instant_after(Instant::now(), wait);
@@ -190,26 +210,29 @@ pub fn run(cfg: &Config) -> u8 {
                             .server_pid
                             .map_or(String::new(), |p| format!(" (pid {p})"));
                         println!("server restarted{pid} and verified healthy");
-                        return 0;
+                        return Ok(());
                     }
                     Outcome::Failed => {
                         let why = p.detail.unwrap_or_default();
-                        eprintln!("server-monitor: the planned restart failed: {why}");
-                        return 1;
+                        return Err(ClientError::Failed(format!(
+                            "the planned restart failed: {why}"
+                        )));
                     }
                     Outcome::InProgress => {}
                 }
             }
         }
         if crate::lock::lock_holder(dir) != Some(pid) {
-            eprintln!("server-monitor: the monitor (pid {pid}) stopped before answering");
-            return 1;
+            return Err(ClientError::Failed(format!(
+                "the monitor (pid {pid}) stopped before answering"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = fs::remove_file(&path);
-    eprintln!("server-monitor: no answer from the monitor (pid {pid}) in time");
-    1
+    Err(ClientError::Failed(format!(
+        "no answer from the monitor (pid {pid}) in time"
+    )))
 }
 
 #[cfg(test)]

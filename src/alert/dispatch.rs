@@ -490,10 +490,10 @@ impl Dispatcher {
 }
 
 /// `server-monitor test-alert`: "Test Alert" through each configured channel
-/// directly (no outbox), one line per channel on stdout; 0 when every one
-/// took it, else 1 with the reasons on stderr. Without channels the `.eml`
-/// file is written and its path printed.
-pub fn test_alert(cfg: &Config) -> u8 {
+/// directly (no outbox), one line per channel on stdout; `Ok` when every one
+/// took it, else `Err` with the reasons (`main` prints them). Without
+/// channels the `.eml` file is written and its path printed.
+pub fn test_alert(cfg: &Config) -> Result<(), String> {
     let d = Dispatcher::new(cfg);
     let time = SystemTime::now();
     let ctx = Context {
@@ -518,15 +518,12 @@ pub fn test_alert(cfg: &Config) -> u8 {
                     "no alert channel is configured (SMTP_SERVER and ALERT_EMAIL, or ALERT_WEBHOOK_URL): the test alert was written to {}",
                     path.display()
                 );
-                0
+                Ok(())
             }
-            Err(e) => {
-                eprintln!(
-                    "server-monitor: cannot write the test alert under {}: {e}",
-                    cfg.log.log_dir.join("alerts").display()
-                );
-                1
-            }
+            Err(e) => Err(format!(
+                "cannot write the test alert under {}: {e}",
+                cfg.log.log_dir.join("alerts").display()
+            )),
         };
     }
     let entry = Entry::new(
@@ -550,13 +547,12 @@ pub fn test_alert(cfg: &Config) -> u8 {
         }
     }
     if failures.is_empty() {
-        0
+        Ok(())
     } else {
-        eprintln!(
-            "server-monitor: the test alert was not delivered: {}",
+        Err(format!(
+            "the test alert was not delivered: {}",
             failures.join("; ")
-        );
-        1
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Alerts: pure rendering of subjects and bodies ([`render`]), the MIME
 //! message ([`to_mime`]), and the local channel — an `.eml` file under
-//! `LOG_DIR/alerts/` — used when no other channel is configured.
+//! `LOG_DIR/alerts/` — used when no other channel is configured, with its
+//! retention ([`sweep_old_alert_files`]).
 //!
 //! Delivery lives in the submodules: [`smtp`] (email through mail-send),
 //! [`webhook`] (a JSON POST), [`outbox`] (the durable queue and its pure retry
@@ -237,6 +238,14 @@ pub fn write_eml(
     Ok(path)
 }
 
+/// Retention of the local channel: removes the `.eml` files in
+/// `LOG_DIR/alerts` older than `max_age` (nothing else there); returns how many.
+pub fn sweep_old_alert_files(log_dir: &Path, max_age: std::time::Duration) -> usize {
+    crate::logging::retention::remove_files_older_than(&log_dir.join("alerts"), max_age, |n| {
+        n.ends_with(".eml")
+    })
+}
+
 /// The last `n` lines of a text file (whole lines; at most the last 64 KiB read).
 pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     use std::io::{Read, Seek, SeekFrom};
@@ -366,6 +375,22 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(dir.join("alerts")));
         assert_eq!(fs::read(&b).unwrap(), b"two");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sweep_removes_only_old_alert_files() {
+        let dir = std::env::temp_dir().join(format!("sm-alert-sweep-{}", std::process::id()));
+        fs::create_dir_all(dir.join("alerts")).unwrap();
+        for f in ["server.log.1", "alerts/a.eml", "alerts/b.txt"] {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        assert_eq!(sweep_old_alert_files(&dir, Duration::from_secs(3600)), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(sweep_old_alert_files(&dir, Duration::from_millis(1)), 1);
+        assert!(!dir.join("alerts/a.eml").exists());
+        assert!(dir.join("alerts/b.txt").exists());
+        assert!(dir.join("server.log.1").exists(), "logs are the logger's");
         fs::remove_dir_all(&dir).unwrap();
     }
 

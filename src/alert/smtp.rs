@@ -44,7 +44,7 @@ use rustls::CertificateError;
 use crate::alert::one_line;
 use crate::config::{AlertSettings, SmtpSecurity};
 
-pub use crate::tls::{pem_certificates, system_bundle, SYSTEM_BUNDLES};
+pub use crate::tls::system_bundle;
 
 /// Why a delivery failed. `Display` is the short reason for the log and
 /// `test-alert`: what happened and, where there is one, what to check.
@@ -454,6 +454,9 @@ mod tests {
             alert_email: vec!["ops@example.com".into()],
             alert_from: "me@example.com".into(),
             alert_webhook_url: None,
+            alert_reminder: None,
+            flap_restarts: 0,
+            flap_window: T,
         };
         let m = Mailer::new(&settings, "vm 1", None).unwrap();
         assert!(!format!("{m:?}").contains("hunter2"));

@@ -5,10 +5,15 @@
 //!   defaults and help text); `cli` validates flag names against it and
 //!   `cli::help` prints it.
 //! - [`resolve`] is pure: every input (flags, environment, env-file text,
-//!   hostname, working directory) is a parameter. It records where each value
-//!   came from, checks every rule in SPEC.md "Settings", and reports every bad
-//!   value at once in a [`ConfigError`].
-//! - [`load`] is the thin shell that gathers those inputs from the process.
+//!   hostname, working directory) is a parameter. One resolver per settings
+//!   section (`Resolver::health`, `server`, `policy`, `log`, `alert`,
+//!   `heartbeat`, `status`) looks each setting up through the layers; together
+//!   they record where each value came from, check every rule in SPEC.md
+//!   "Settings", and report every bad value at once in a [`ConfigError`].
+//! - [`load`] is the thin shell that gathers those inputs from the process,
+//!   given what the command line said as plain data (flags, `--env-file`, the
+//!   words after `--`). This module does not know the command-line parser:
+//!   `cli` depends on `config`, never the other way.
 //! - [`Config::render`] prints the effective settings for `server-monitor config`,
 //!   secrets masked.
 //!
@@ -35,8 +40,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use crate::cli::Cli;
 
 /// One row of the settings table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     setting("RETRY_AFTER_GIVE_UP", "DURATION", Some("0"), "0=never", "retry this often after giving up"),
     setting("RESTART_ON_EXIT", "BOOL", Some("true"), "true", "restart at once when it exits"),
     setting("KEEP_SERVER_ON_EXIT", "BOOL", Some("false"), "false", "leave it running when we stop"),
+    setting("MEMORY_LIMIT", "SIZE", None, "", "restart above this PSS: 512MB, 80%"),
     setting("SERVICE_NAME", "TEXT", Some("Chatbot Server"), "Chatbot Server", "name in alerts"),
     setting("HEALTHY_STATUSES", "LIST", Some("healthy,ok,pass,up"), "healthy,ok,pass,up", "accepted JSON `status`"),
     setting("WARN_MEMORY_PERCENT", "PERCENT", Some("80"), "80", "warn above this memory use"),
@@ -122,6 +126,14 @@ pub const SETTINGS: &[SettingInfo] = &[
     setting("ALERT_EMAIL", "LIST", None, "", "recipients, comma-separated"),
     setting("ALERT_FROM", "ADDRESS", None, "SMTP_USERNAME", "sender"),
     setting("ALERT_WEBHOOK_URL", "URL", None, "", "also POST alerts as JSON here"),
+    setting("ALERT_REMINDER", "DURATION", Some("1h"), "1h", "first reminder while down; 0=never"),
+    setting("FLAP_RESTARTS", "N", Some("4"), "4", "restarts in FLAP_WINDOW; 0=off"),
+    setting("FLAP_WINDOW", "DURATION", Some("30m"), "30m", "window for FLAP_RESTARTS"),
+    setting("HEARTBEAT_URL", "URL", None, "", "GET this while healthy (secret)"),
+    setting("HEARTBEAT_INTERVAL", "DURATION", Some("60"), "60", "time between heartbeats"),
+    setting("HISTORY_DAYS", "DAYS", Some("400"), "400", "keep history this long; 0 keeps all"),
+    setting("STATUS_LISTEN", "HOST:PORT", None, "", "serve /, /metrics, /status.json here"),
+    setting("STATUS_TOKEN", "SECRET", None, "", "token the status endpoints require"),
 ];
 
 /// The table row for a setting name.
@@ -211,9 +223,6 @@ pub struct ServerSettings {
     pub server_workdir: Option<PathBuf>,
     pub stop_command: Option<Vec<String>>,
     pub stop_timeout: Duration,
-    /// Also in [`PolicySettings`]: the server module polls for it, the policy
-    /// bounds its Verifying phase by it.
-    pub startup_timeout: Duration,
     pub keep_server_on_exit: bool,
 }
 
@@ -224,10 +233,102 @@ pub struct PolicySettings {
     pub failure_threshold: u32,
     pub max_restart_attempts: u32,
     pub restart_cooldown: Duration,
+    /// How long a started server has to pass its first check (the policy's
+    /// Verifying phase; also what `server-monitor restart` waits for).
     pub startup_timeout: Duration,
     /// `None` for `0`: after giving up, wait for a person.
     pub retry_after_give_up: Option<Duration>,
     pub restart_on_exit: bool,
+    /// MEMORY_LIMIT; `None`: memory is not watched.
+    pub memory_limit: Option<MemoryLimit>,
+}
+
+/// MEMORY_LIMIT as given: a size, or a share of the host's memory (resolved
+/// against `/proc/meminfo` by the monitor at start).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    /// Bytes (`512MB`: units are binary, 1 MB = 1 MiB, as in monit and PM2).
+    Bytes(u64),
+    /// Percent of the host's total memory, above 0 and at most 100.
+    Percent(f64),
+}
+
+impl MemoryLimit {
+    /// The limit in bytes on a host with `total_memory` bytes.
+    pub fn bytes(&self, total_memory: u64) -> u64 {
+        match *self {
+            MemoryLimit::Bytes(n) => n,
+            MemoryLimit::Percent(p) => (total_memory as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemoryLimit::Bytes(n) => f.write_str(&format_bytes(n)),
+            MemoryLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// A byte count as a person writes it: `512MiB`, `1.5GiB`, `4096` (whole
+/// bytes below 1 KiB or when no unit divides it into a short figure).
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let value = n as f64 / size as f64;
+            if n.is_multiple_of(size) {
+                return format!("{}{unit}", n / size);
+            }
+            if (value * 10.0).fract() == 0.0 {
+                return format!("{value:.1}{unit}");
+            }
+        }
+    }
+    n.to_string()
+}
+
+/// The dead man's switch (HEARTBEAT_URL). `Debug` masks the URL: it is a secret.
+#[derive(Clone, PartialEq)]
+pub struct HeartbeatSettings {
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Duration,
+}
+
+impl fmt::Debug for HeartbeatSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeartbeatSettings")
+            .field(
+                "heartbeat_url",
+                &self.heartbeat_url.as_deref().map(mask_secret_url),
+            )
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
+}
+
+/// The status endpoints (STATUS_LISTEN). `Debug` masks the token.
+#[derive(Clone, PartialEq)]
+pub struct StatusSettings {
+    /// `None`: no listener.
+    pub status_listen: Option<std::net::SocketAddr>,
+    pub status_token: Option<String>,
+}
+
+impl fmt::Debug for StatusSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusSettings")
+            .field("status_listen", &self.status_listen)
+            .field("status_token", &self.status_token.as_ref().map(|_| MASK))
+            .finish()
+    }
 }
 
 /// Where logs go and how they rotate.
@@ -240,6 +341,8 @@ pub struct LogSettings {
     pub log_backups: u32,
     /// 0 keeps everything.
     pub log_retention_days: u32,
+    /// HISTORY_DAYS: how long `history/` is kept; 0 keeps everything.
+    pub history_days: u32,
 }
 
 /// Alert channels. `Debug` masks the password and the webhook URL.
@@ -259,6 +362,11 @@ pub struct AlertSettings {
     /// `server-monitor@HOSTNAME`.
     pub alert_from: String,
     pub alert_webhook_url: Option<String>,
+    /// ALERT_REMINDER; `None` for `0`: no reminders.
+    pub alert_reminder: Option<Duration>,
+    /// FLAP_RESTARTS; 0: flap detection off.
+    pub flap_restarts: u32,
+    pub flap_window: Duration,
 }
 
 impl fmt::Debug for AlertSettings {
@@ -278,6 +386,9 @@ impl fmt::Debug for AlertSettings {
                 "alert_webhook_url",
                 &self.alert_webhook_url.as_deref().map(mask_webhook_url),
             )
+            .field("alert_reminder", &self.alert_reminder)
+            .field("flap_restarts", &self.flap_restarts)
+            .field("flap_window", &self.flap_window)
             .finish()
     }
 }
@@ -290,6 +401,8 @@ pub struct Config {
     pub policy: PolicySettings,
     pub log: LogSettings,
     pub alert: AlertSettings,
+    pub heartbeat: HeartbeatSettings,
+    pub status: StatusSettings,
     /// Not a setting: this machine's name, for alert bodies and the default sender.
     pub hostname: String,
     /// Where each setting's value came from, in [`SETTINGS`] order.
@@ -333,20 +446,7 @@ pub fn resolve(
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let file = env_file.map(|(path, text)| {
-        let parsed = parse_env_file(text, |name| env.get(name).cloned());
-        for p in parsed.problems {
-            let place = format!("env file {}: line {}", path.display(), p.line);
-            match p.key.as_deref().filter(|k| setting_info(k).is_some()) {
-                // The line of a real setting: its value is unknown.
-                Some(_) => problems.push(format!("{place}: {}", p.message)),
-                None => warnings.push(format!("{place}: {}; line ignored", p.message)),
-            }
-        }
-        let pairs = parsed
-            .entries
-            .into_iter()
-            .map(|e| (e.key, e.value.unwrap_or_default()))
-            .collect();
+        let pairs = env_file_pairs(path, text, env, &mut problems, &mut warnings);
         (path, pairs)
     });
     for (name, _) in flags {
@@ -366,158 +466,73 @@ pub fn resolve(
         name => name.to_string(),
     };
 
-    // NOTE: a fallback after `.unwrap_or` is only there to build the struct;
-    // any problem makes this function return Err, so it is never seen.
-    let health = HealthSettings {
-        health_url: r.get("HEALTH_URL", http_url).unwrap_or_default(),
-        health_timeout: r
-            .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
-            .unwrap_or_default(),
-        healthy_statuses: r.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
-        warn_memory_percent: r.get("WARN_MEMORY_PERCENT", percent).unwrap_or_default(),
-        warn_cpu_percent: r.get("WARN_CPU_PERCENT", percent).unwrap_or_default(),
-        warn_db_response_ms: r
-            .get("WARN_DB_RESPONSE_MS", milliseconds)
-            .unwrap_or_default(),
-        health_ca_file: r.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
-    };
-
-    let server_command = match server_argv.filter(|words| !words.is_empty()) {
-        Some(words) => {
-            r.sources
-                .push(("SERVER_COMMAND", Source::ArgsAfterDashDash));
-            Some(words)
-        }
-        None => r.get("SERVER_COMMAND", command),
-    };
-    let startup_timeout = r
-        .get("STARTUP_TIMEOUT", duration_above_zero)
-        .unwrap_or_default();
-    let server = ServerSettings {
-        server_command,
-        server_workdir: r.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
-        stop_command: r.get("STOP_COMMAND", command),
-        stop_timeout: r.get("STOP_TIMEOUT", duration).unwrap_or_default(),
-        startup_timeout,
-        keep_server_on_exit: r.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
-    };
-
-    let policy = PolicySettings {
-        check_interval: r
-            .get("CHECK_INTERVAL", duration_above_zero)
-            .unwrap_or_default(),
-        failure_threshold: r.get("FAILURE_THRESHOLD", count_at_least_one).unwrap_or(1),
-        max_restart_attempts: r
-            .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
-            .unwrap_or(1),
-        restart_cooldown: r.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
-        startup_timeout,
-        retry_after_give_up: r
-            .get("RETRY_AFTER_GIVE_UP", duration)
-            .filter(|d| !d.is_zero()),
-        restart_on_exit: r.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
-    };
-
-    let log = LogSettings {
-        log_dir: r.get("LOG_DIR", |s| Ok(cwd.join(s))).unwrap_or_default(),
-        log_level: r.get("LOG_LEVEL", level).unwrap_or(log::LevelFilter::Info),
-        log_max_bytes: r.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
-        log_backups: r.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
-        log_retention_days: r.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
-    };
-
-    let service_name = r.get("SERVICE_NAME", plain_text).unwrap_or_default();
-    let smtp_server = r.get("SMTP_SERVER", smtp_host);
-    let smtp_port = r.get("SMTP_PORT", port).unwrap_or(587);
-    let smtp_security = r
-        .get("SMTP_SECURITY", security)
-        .unwrap_or(if smtp_port == 465 {
-            SmtpSecurity::Tls
-        } else {
-            SmtpSecurity::StartTls
-        });
-    let smtp_username = r.get("SMTP_USERNAME", |s| Ok(s.to_string()));
-    let smtp_password = r.get("SMTP_PASSWORD", |s| Ok(s.to_string()));
-    if smtp_security == SmtpSecurity::None && smtp_password.is_some() {
-        r.problems.push(
-            "SMTP_SECURITY=none is refused while SMTP_PASSWORD is set: the password would \
-             cross the network in clear text; use `starttls` or `tls`"
-                .to_string(),
-        );
-    }
-    // Only when email is configured at all: a half-filled template in a
-    // shared .env should not stop a monitor that does not send mail.
-    match (&smtp_server, &smtp_username, &smtp_password) {
-        (Some(_), Some(_), None) => r
-            .problems
-            .push("SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both".to_string()),
-        (Some(_), None, Some(_)) => r
-            .problems
-            .push("SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both".to_string()),
-        _ => {}
-    }
-    let smtp_ca_file = r.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
-    let smtp_timeout = r
-        .get("SMTP_TIMEOUT", timeout_above_zero)
-        .unwrap_or_default();
-    let alert_email = r.get("ALERT_EMAIL", addresses).unwrap_or_default();
-    let alert_from = r.get("ALERT_FROM", |s| address(s).map(str::to_string));
-    let alert_from = alert_from
-        .or_else(|| {
-            smtp_username
-                .as_deref()
-                .filter(|user| address(user).is_ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| format!("server-monitor@{hostname}"));
-    let alert_webhook_url = r.get("ALERT_WEBHOOK_URL", http_url);
-    let alert = AlertSettings {
-        service_name,
-        smtp_server,
-        smtp_port,
-        smtp_security,
-        smtp_username,
-        smtp_password,
-        smtp_ca_file,
-        smtp_timeout,
-        alert_email,
-        alert_from,
-        alert_webhook_url,
-    };
+    // NOTE: a fallback after `.unwrap_or` in a section resolver is only there
+    // to build the struct; any problem makes this function return Err, so it
+    // is never seen.
+    let health = r.health(cwd);
+    let server = r.server(cwd, server_argv);
+    let policy = r.policy();
+    let log = r.log(cwd);
+    let alert = r.alert(cwd, &hostname);
+    let heartbeat = r.heartbeat();
+    let status = r.status();
 
     if !r.problems.is_empty() {
         return Err(ConfigError {
             problems: r.problems,
         });
     }
-    let sources = SETTINGS
-        .iter()
-        .map(|info| {
-            let source = r
-                .sources
-                .iter()
-                .find(|(name, _)| *name == info.name)
-                .map(|(_, source)| source.clone())
-                .expect("resolve looks up every setting");
-            (info.name, source)
-        })
-        .collect();
+    let sources = r.sources_in_table_order();
     Ok(Config {
         health,
         server,
         policy,
         log,
         alert,
+        heartbeat,
+        status,
         hostname,
         sources,
         warnings,
     })
 }
 
+/// The `(key, value)` pairs of an env file's text, in file order. A line
+/// that cannot be parsed is a problem when it is a setting's line (its value
+/// is unknown), else a warning: the file is shared with the application.
+fn env_file_pairs(
+    path: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let parsed = parse_env_file(text, |name| env.get(name).cloned());
+    for p in parsed.problems {
+        let place = format!("env file {}: line {}", path.display(), p.line);
+        match p.key.as_deref().filter(|k| setting_info(k).is_some()) {
+            Some(_) => problems.push(format!("{place}: {}", p.message)),
+            None => warnings.push(format!("{place}: {}; line ignored", p.message)),
+        }
+    }
+    parsed
+        .entries
+        .into_iter()
+        .map(|e| (e.key, e.value.unwrap_or_default()))
+        .collect()
+}
+
 /// Gathers the inputs of [`resolve`] from the process: the environment, the
 /// env file (`--env-file PATH` must be readable; the default `.env` in the
 /// working directory is read only when it exists), the hostname and the cwd.
-pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+///
+/// `flags`, `env_file` and `server_argv` are what the command line gave
+/// (see [`resolve`]); this module knows nothing of how it was parsed.
+pub fn load(
+    flags: &[(String, String)],
+    env_file: Option<&Path>,
+    server_argv: Option<Vec<String>>,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut env = HashMap::new();
     for (key, value) in std::env::vars_os() {
@@ -544,9 +559,9 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
             PathBuf::from("/")
         }
     };
-    let (file_path, file_text) = match &cli.env_file {
+    let (file_path, file_text) = match env_file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (Some(path.clone()), text),
+            Ok(text) => (Some(path.to_path_buf()), text),
             Err(e) => {
                 problems.push(format!("cannot read env file {}: {e}", path.display()));
                 (None, String::new())
@@ -563,10 +578,10 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
     };
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let resolved = resolve(
-        &cli.flags,
+        flags,
         &env,
         file_path.as_deref().map(|p| (p, file_text.as_str())),
-        cli.server_command.clone(),
+        server_argv,
         &hostname,
         &cwd,
     );
@@ -633,6 +648,8 @@ impl Config {
             &self.log,
             &self.alert,
         );
+        let (hb, st) = (&self.heartbeat, &self.status);
+        let masked = |t: &Option<String>| t.as_ref().map(|_| MASK.to_string()).unwrap_or_default();
         let words = |w: &Option<Vec<String>>| w.as_deref().map(join_words).unwrap_or_default();
         let path = |p: &Option<PathBuf>| {
             p.as_ref()
@@ -663,6 +680,10 @@ impl Config {
             ),
             ("RESTART_ON_EXIT", p.restart_on_exit.to_string()),
             ("KEEP_SERVER_ON_EXIT", s.keep_server_on_exit.to_string()),
+            (
+                "MEMORY_LIMIT",
+                p.memory_limit.map(|m| m.to_string()).unwrap_or_default(),
+            ),
             ("SERVICE_NAME", a.service_name.clone()),
             ("HEALTHY_STATUSES", h.healthy_statuses.join(",")),
             ("WARN_MEMORY_PERCENT", h.warn_memory_percent.to_string()),
@@ -695,6 +716,26 @@ impl Config {
                     .map(mask_webhook_url)
                     .unwrap_or_default(),
             ),
+            (
+                "ALERT_REMINDER",
+                format_duration(a.alert_reminder.unwrap_or_default()),
+            ),
+            ("FLAP_RESTARTS", a.flap_restarts.to_string()),
+            ("FLAP_WINDOW", format_duration(a.flap_window)),
+            (
+                "HEARTBEAT_URL",
+                hb.heartbeat_url
+                    .as_deref()
+                    .map(mask_secret_url)
+                    .unwrap_or_default(),
+            ),
+            ("HEARTBEAT_INTERVAL", format_duration(hb.heartbeat_interval)),
+            ("HISTORY_DAYS", l.history_days.to_string()),
+            (
+                "STATUS_LISTEN",
+                st.status_listen.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            ("STATUS_TOKEN", masked(&st.status_token)),
         ]
     }
 }
@@ -742,8 +783,9 @@ impl Resolver<'_> {
             Ok(value) => Some(value),
             Err(expected) => {
                 let shown = match name {
-                    "SMTP_PASSWORD" => MASK.to_string(),
+                    "SMTP_PASSWORD" | "STATUS_TOKEN" => MASK.to_string(),
                     "ALERT_WEBHOOK_URL" => mask_webhook_url(&text),
+                    "HEARTBEAT_URL" => mask_secret_url(&text),
                     _ => mask_url_password(&text),
                 };
                 self.problems
@@ -752,6 +794,213 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+impl Resolver<'_> {
+    /// Where each setting's value came from, in [`SETTINGS`] order.
+    fn sources_in_table_order(&self) -> Vec<(&'static str, Source)> {
+        SETTINGS
+            .iter()
+            .map(|info| {
+                let source = self
+                    .sources
+                    .iter()
+                    .find(|(name, _)| *name == info.name)
+                    .map(|(_, source)| source.clone())
+                    .expect("resolve looks up every setting");
+                (info.name, source)
+            })
+            .collect()
+    }
+}
+
+/// One resolver per settings section, in the order of SPEC.md "Settings".
+impl Resolver<'_> {
+    /// The health check: what is fetched and how its body is judged.
+    fn health(&mut self, cwd: &Path) -> HealthSettings {
+        HealthSettings {
+            health_url: self.get("HEALTH_URL", http_url).unwrap_or_default(),
+            health_timeout: self
+                .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
+                .unwrap_or_default(),
+            healthy_statuses: self.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
+            warn_memory_percent: self.get("WARN_MEMORY_PERCENT", percent).unwrap_or_default(),
+            warn_cpu_percent: self.get("WARN_CPU_PERCENT", percent).unwrap_or_default(),
+            warn_db_response_ms: self
+                .get("WARN_DB_RESPONSE_MS", milliseconds)
+                .unwrap_or_default(),
+            health_ca_file: self.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
+        }
+    }
+
+    /// The server: how it is started and stopped. The words after `--` win over SERVER_COMMAND.
+    fn server(&mut self, cwd: &Path, server_argv: Option<Vec<String>>) -> ServerSettings {
+        let server_command = match server_argv.filter(|words| !words.is_empty()) {
+            Some(words) => {
+                self.sources
+                    .push(("SERVER_COMMAND", Source::ArgsAfterDashDash));
+                Some(words)
+            }
+            None => self.get("SERVER_COMMAND", command),
+        };
+        ServerSettings {
+            server_command,
+            server_workdir: self.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
+            stop_command: self.get("STOP_COMMAND", command),
+            stop_timeout: self.get("STOP_TIMEOUT", duration).unwrap_or_default(),
+            keep_server_on_exit: self.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
+        }
+    }
+
+    /// The restart policy's numbers.
+    fn policy(&mut self) -> PolicySettings {
+        PolicySettings {
+            check_interval: self
+                .get("CHECK_INTERVAL", duration_above_zero)
+                .unwrap_or_default(),
+            failure_threshold: self
+                .get("FAILURE_THRESHOLD", count_at_least_one)
+                .unwrap_or(1),
+            max_restart_attempts: self
+                .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
+                .unwrap_or(1),
+            restart_cooldown: self.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
+            startup_timeout: self
+                .get("STARTUP_TIMEOUT", duration_above_zero)
+                .unwrap_or_default(),
+            retry_after_give_up: self
+                .get("RETRY_AFTER_GIVE_UP", duration)
+                .filter(|d| !d.is_zero()),
+            restart_on_exit: self.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
+            memory_limit: self.get("MEMORY_LIMIT", memory_limit),
+        }
+    }
+
+    /// Where and how much the monitor logs.
+    fn log(&mut self, cwd: &Path) -> LogSettings {
+        LogSettings {
+            log_dir: self.get("LOG_DIR", |s| Ok(cwd.join(s))).unwrap_or_default(),
+            log_level: self
+                .get("LOG_LEVEL", level)
+                .unwrap_or(log::LevelFilter::Info),
+            log_max_bytes: self.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
+            log_backups: self.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
+            log_retention_days: self.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
+            history_days: self.get("HISTORY_DAYS", days).unwrap_or_default(),
+        }
+    }
+
+    /// Alert channels and what an alert says; the SMTP rules that need several settings at once.
+    fn alert(&mut self, cwd: &Path, hostname: &str) -> AlertSettings {
+        let service_name = self.get("SERVICE_NAME", plain_text).unwrap_or_default();
+        let smtp_server = self.get("SMTP_SERVER", smtp_host);
+        let smtp_port = self.get("SMTP_PORT", port).unwrap_or(587);
+        let smtp_security = self
+            .get("SMTP_SECURITY", security)
+            .unwrap_or(if smtp_port == 465 {
+                SmtpSecurity::Tls
+            } else {
+                SmtpSecurity::StartTls
+            });
+        let smtp_username = self.get("SMTP_USERNAME", |s| Ok(s.to_string()));
+        let smtp_password = self.get("SMTP_PASSWORD", |s| Ok(s.to_string()));
+        self.problems.extend(smtp_auth_problems(
+            smtp_server.is_some(),
+            smtp_security,
+            smtp_username.is_some(),
+            smtp_password.is_some(),
+        ));
+        let smtp_ca_file = self.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
+        let smtp_timeout = self
+            .get("SMTP_TIMEOUT", timeout_above_zero)
+            .unwrap_or_default();
+        let alert_email = self.get("ALERT_EMAIL", addresses).unwrap_or_default();
+        let alert_from = self.get("ALERT_FROM", |s| address(s).map(str::to_string));
+        let alert_from = alert_from
+            .or_else(|| {
+                smtp_username
+                    .as_deref()
+                    .filter(|user| address(user).is_ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| format!("server-monitor@{hostname}"));
+        let alert_webhook_url = self.get("ALERT_WEBHOOK_URL", http_url);
+        AlertSettings {
+            service_name,
+            smtp_server,
+            smtp_port,
+            smtp_security,
+            smtp_username,
+            smtp_password,
+            smtp_ca_file,
+            smtp_timeout,
+            alert_email,
+            alert_from,
+            alert_webhook_url,
+            alert_reminder: self
+                .get("ALERT_REMINDER", duration)
+                .filter(|d| !d.is_zero()),
+            flap_restarts: self.get("FLAP_RESTARTS", count).unwrap_or_default(),
+            flap_window: self
+                .get("FLAP_WINDOW", duration_above_zero)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The dead man's switch.
+    fn heartbeat(&mut self) -> HeartbeatSettings {
+        HeartbeatSettings {
+            heartbeat_url: self.get("HEARTBEAT_URL", http_url),
+            heartbeat_interval: self
+                .get("HEARTBEAT_INTERVAL", duration_above_zero)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The status page; a non-loopback address needs a token.
+    fn status(&mut self) -> StatusSettings {
+        let status_listen = self.get("STATUS_LISTEN", listen_address);
+        let status_token = self.get("STATUS_TOKEN", token);
+        if let (Some(addr), None) = (status_listen, &status_token) {
+            if !addr.ip().is_loopback() {
+                self.problems.push(format!(
+                    "STATUS_LISTEN={addr} is not a loopback address: set STATUS_TOKEN too, or \
+                     listen on 127.0.0.1 and reach the page through an SSH tunnel"
+                ));
+            }
+        }
+        StatusSettings {
+            status_listen,
+            status_token,
+        }
+    }
+}
+
+/// The SMTP rules that take several settings at once. Pure.
+fn smtp_auth_problems(
+    has_server: bool,
+    security: SmtpSecurity,
+    has_username: bool,
+    has_password: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if security == SmtpSecurity::None && has_password {
+        problems.push(
+            "SMTP_SECURITY=none is refused while SMTP_PASSWORD is set: the password would \
+             cross the network in clear text; use `starttls` or `tls`"
+                .to_string(),
+        );
+    }
+    // Only when email is configured at all: a half-filled template in a
+    // shared .env should not stop a monitor that does not send mail.
+    match (has_server, has_username, has_password) {
+        (true, true, false) => problems
+            .push("SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both".to_string()),
+        (true, false, true) => problems
+            .push("SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both".to_string()),
+        _ => {}
+    }
+    problems
 }
 
 // ---- value checks: each returns the value or what is allowed ----
@@ -771,15 +1020,8 @@ pub const MAX_WARN_PERCENT: f64 = 1000.0;
 /// The largest WARN_DB_RESPONSE_MS: one hour.
 pub const MAX_WARN_MS: f64 = 3_600_000.0;
 
-/// `now + d`, never a panic: a sum past what an `Instant` can hold is
-/// "far in the future" (100 years on), else `now`. Settings are bounded (at
-/// most 10 years), so this is a second line of defence for every deadline
-/// made of a configured duration.
-pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
+/// `now + d`, never a panic (see [`crate::deadline`]).
+pub use crate::deadline::instant_after;
 
 /// A duration from 0 up to `max`; `max_text` says the bound as a user reads it.
 fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
@@ -843,6 +1085,10 @@ fn whole_in(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(out_of_range()),
     }
+}
+
+fn count(text: &str) -> Result<u32, String> {
+    whole_in(text, 0, u64::from(MAX_COUNT), "").map(|n| n as u32)
 }
 
 fn count_at_least_one(text: &str) -> Result<u32, String> {
@@ -1021,6 +1267,75 @@ fn http_url(text: &str) -> Result<String, String> {
         return Err(bad().to_string());
     }
     Ok(format!("{scheme}{authority}{rest}"))
+}
+
+/// MEMORY_LIMIT: `536870912`, `512MB`, `512MiB`, `2G`, `1.5GiB`, or `80%`.
+/// Units are binary (K, KB, KiB = 1024), as in monit and PM2; at least 1 MiB.
+fn memory_limit(text: &str) -> Result<MemoryLimit, String> {
+    let expected = "expected a size like `512MB`, `2GiB` (1 MB = 1 MiB, at least 1 MiB) \
+                    or a percentage of the host's memory above 0 and at most 100, like `80%`";
+    if let Some(number) = text.strip_suffix('%') {
+        return match number.trim().parse::<f64>() {
+            Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Ok(MemoryLimit::Percent(p)),
+            _ => Err(expected.to_string()),
+        };
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(expected.to_string()),
+    };
+    match number.parse::<f64>() {
+        Ok(n)
+            if n.is_finite()
+                && n * scale as f64 >= (1u64 << 20) as f64
+                && n * (scale as f64) < 1e18 =>
+        {
+            Ok(MemoryLimit::Bytes((n * scale as f64) as u64))
+        }
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// STATUS_LISTEN: `127.0.0.1:9100`, `[::1]:9100`, `localhost:9100`,
+/// `0.0.0.0:9100`; a port from 1 to 65535.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let expected = "expected HOST:PORT with an IP address (or `localhost`) and a port from 1 \
+                    to 65535, like `127.0.0.1:9100` or `[::1]:9100`";
+    let text = match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => text.to_string(),
+    };
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// STATUS_TOKEN: printable, no spaces (it travels in an HTTP header), at
+/// least 16 characters (it guards a port that may be open to the network).
+fn token(text: &str) -> Result<String, String> {
+    if text.len() < 16 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "expected at least 16 printable ASCII characters without spaces (for example \
+             the output of `openssl rand -hex 16`)"
+                .to_string(),
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// A URL whose path and query may be its secret (HEARTBEAT_URL: the
+/// healthchecks.io UUID, Uptime Kuma's push token): only scheme and host show.
+pub fn mask_secret_url(url: &str) -> String {
+    mask_webhook_url(url)
 }
 
 /// `https://user:secret@host/` -> `https://user:********@host/`.

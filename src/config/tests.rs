@@ -82,7 +82,7 @@ fn defaults_match_spec() {
     assert_eq!(c.server.server_workdir, None);
     assert_eq!(c.server.stop_command, None);
     assert_eq!(c.server.stop_timeout, secs(2));
-    assert_eq!(c.server.startup_timeout, secs(10));
+    assert_eq!(c.policy.startup_timeout, secs(10));
     assert!(!c.server.keep_server_on_exit);
     assert_eq!(c.policy.check_interval, secs(30));
     assert_eq!(c.policy.failure_threshold, 3);
@@ -867,14 +867,8 @@ fn settings_table_is_consistent() {
 
 #[test]
 fn load_names_an_unreadable_env_file() {
-    let cli = Cli {
-        command: crate::cli::Command::Config,
-        flags: Vec::new(),
-        env_file: Some(PathBuf::from("/nonexistent/server-monitor-test.env")),
-        json: false,
-        server_command: None,
-    };
-    let e = load(&cli).unwrap_err();
+    let path = PathBuf::from("/nonexistent/server-monitor-test.env");
+    let e = load(&[], Some(&path), None).unwrap_err();
     assert!(
         e.problems[0].starts_with("cannot read env file /nonexistent/server-monitor-test.env: "),
         "{e}"
@@ -1124,4 +1118,112 @@ fn instant_after_never_panics() {
     assert_eq!(instant_after(now, secs(5)), now + secs(5));
     let far = instant_after(now, Duration::MAX);
     assert!(far > now + MAX_DURATION, "{far:?}");
+}
+
+#[test]
+fn on_call_settings_have_their_defaults() {
+    let c = Input::default().ok();
+    assert_eq!(c.policy.memory_limit, None);
+    assert_eq!(c.alert.alert_reminder, Some(secs(3600)));
+    assert_eq!(c.alert.flap_restarts, 4);
+    assert_eq!(c.alert.flap_window, secs(1800));
+    assert_eq!(c.heartbeat.heartbeat_url, None);
+    assert_eq!(c.heartbeat.heartbeat_interval, secs(60));
+    assert_eq!(c.log.history_days, 400);
+    assert_eq!(c.status.status_listen, None);
+    assert_eq!(c.status.status_token, None);
+    assert_eq!(one("ALERT_REMINDER", "0").ok().alert.alert_reminder, None);
+    assert_eq!(one("FLAP_RESTARTS", "0").ok().alert.flap_restarts, 0);
+}
+
+#[test]
+fn memory_limit_takes_sizes_and_percentages() {
+    const MIB: u64 = 1 << 20;
+    for (text, limit) in [
+        ("512MB", MemoryLimit::Bytes(512 * MIB)),
+        ("512MiB", MemoryLimit::Bytes(512 * MIB)),
+        ("512m", MemoryLimit::Bytes(512 * MIB)),
+        ("2GiB", MemoryLimit::Bytes(2048 * MIB)),
+        ("1.5G", MemoryLimit::Bytes(1536 * MIB)),
+        ("1048576", MemoryLimit::Bytes(MIB)),
+        ("80%", MemoryLimit::Percent(80.0)),
+        ("12.5%", MemoryLimit::Percent(12.5)),
+    ] {
+        assert_eq!(
+            one("MEMORY_LIMIT", text).ok().policy.memory_limit,
+            Some(limit),
+            "{text}"
+        );
+    }
+    for bad in ["0%", "101%", "-5%", "512XB", "1KB", "lots", "0", "%"] {
+        let problems = one("MEMORY_LIMIT", bad).problems();
+        assert!(
+            problems[0].contains("MEMORY_LIMIT") && problems[0].contains("512MB"),
+            "{bad}: {problems:?}"
+        );
+    }
+    assert_eq!(MemoryLimit::Percent(50.0).bytes(1000 * MIB), 500 * MIB);
+    assert_eq!(MemoryLimit::Bytes(512 * MIB).to_string(), "512MiB");
+    assert_eq!(format_bytes(1536 * MIB), "1.5GiB");
+}
+
+#[test]
+fn status_listen_off_loopback_needs_a_token() {
+    let c = one("STATUS_LISTEN", "127.0.0.1:9100").ok();
+    assert_eq!(
+        c.status.status_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    assert_eq!(
+        one("STATUS_LISTEN", "localhost:9100")
+            .ok()
+            .status
+            .status_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    assert!(one("STATUS_LISTEN", "[::1]:9100")
+        .ok()
+        .status
+        .status_listen
+        .is_some());
+    let problems = one("STATUS_LISTEN", "0.0.0.0:9100").problems();
+    assert!(problems[0].contains("STATUS_TOKEN"), "{problems:?}");
+    let token = "0123456789abcdef0123";
+    let c = one("STATUS_LISTEN", "0.0.0.0:9100")
+        .env("STATUS_TOKEN", token)
+        .ok();
+    assert_eq!(c.status.status_token.as_deref(), Some(token));
+    assert!(!c.render().contains(token));
+    assert!(!format!("{c:?}").contains(token));
+    for bad in [
+        "9100",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "example.com:80",
+        "127.0.0.1:99999",
+    ] {
+        let problems = one("STATUS_LISTEN", bad).problems();
+        assert!(problems[0].contains("HOST:PORT"), "{bad}: {problems:?}");
+    }
+    let problems = one("STATUS_TOKEN", "short").problems();
+    assert!(
+        problems[0].contains("STATUS_TOKEN") && !problems[0].contains("short"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn heartbeat_url_is_masked_like_a_secret() {
+    let url = "https://hc-ping.com/5e1f0a7c-secret-uuid";
+    let c = one("HEARTBEAT_URL", url).ok();
+    assert_eq!(c.heartbeat.heartbeat_url.as_deref(), Some(url));
+    assert!(!c.render().contains("secret-uuid"), "{}", c.render());
+    assert!(c.render().contains("https://hc-ping.com/********"));
+    assert!(!format!("{c:?}").contains("secret-uuid"));
+    let problems = one("HEARTBEAT_URL", "ftp://hc-ping.com/secret-uuid").problems();
+    assert!(!problems[0].contains("secret-uuid"), "{problems:?}");
+    assert!(one("HEARTBEAT_INTERVAL", "0").problems()[0].contains("HEARTBEAT_INTERVAL"));
+    assert!(one("FLAP_WINDOW", "0").problems()[0].contains("FLAP_WINDOW"));
+    assert!(one("FLAP_RESTARTS", "1001").problems()[0].contains("FLAP_RESTARTS"));
+    assert!(one("HISTORY_DAYS", "-1").problems()[0].contains("HISTORY_DAYS"));
 }
