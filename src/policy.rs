@@ -409,6 +409,18 @@ impl Policy {
         }
     }
 
+    /// True while the server counts as healthy: running, verified (after a
+    /// start) or checked healthy (after adoption), and no failed check or
+    /// exit since. The heartbeat pings only then.
+    pub fn is_healthy(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running {
+                healthy_since: Some(_)
+            }
+        )
+    }
+
     /// True while a start is out or being verified (checks are suspended).
     pub fn is_starting(&self) -> bool {
         matches!(self.phase, Phase::Starting { .. } | Phase::Verifying { .. })
