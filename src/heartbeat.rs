@@ -367,7 +367,10 @@ impl Heartbeat {
         }
         match self.log.record(result, now) {
             None => {}
-            Some(Say::Failed { reason, failures }) if failures == 1 => {
+            Some(Say::Failed {
+                reason,
+                failures: 1,
+            }) => {
                 log::warn!(url = url.as_str(), reason = reason.as_str();
                     "heartbeat ping failed (said again at most once an hour until one succeeds)");
             }
