@@ -359,10 +359,10 @@ impl Heartbeat {
         let url = self.describe();
         match result {
             Ok(t) => {
-                log::debug!(url = url.as_str(), ms = t.as_millis() as u64; "heartbeat ping sent")
+                log::debug!(url = url.as_str(), ms = t.as_millis() as u64; "heartbeat ping answered")
             }
             Err(e) => {
-                log::debug!(url = url.as_str(), reason = e.to_string().as_str(); "heartbeat ping failed")
+                log::debug!(url = url.as_str(), reason = e.to_string().as_str(); "heartbeat ping unanswered")
             }
         }
         match self.log.record(result, now) {
