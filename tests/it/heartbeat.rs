@@ -300,8 +300,25 @@ fn no_ping_after_the_monitor_is_killed() {
         .filter(|t| *t > killed + 50)
         .collect();
     assert!(late.is_empty(), "pings after SIGKILL at {killed}: {late:?}");
-    // The server still runs (it is not the pinger).
+    // The server still runs (it is not the pinger) ...
     assert_eq!(http_get(port, "/health", QUICK).map(|r| r.0), Some(200));
+    // ... and the next monitor adopts it: pings again after its first
+    // healthy check.
+    let seen = sink.count();
+    let next = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    next.wait_for(SLOW, "a ping from the adopting monitor", || {
+        sink.count() > seen
+    });
+    let log_dir = next.log_dir().to_path_buf();
+    next.wait_for(QUICK, "the ping in its state file", || {
+        state(&log_dir)["last_heartbeat"]["ok"] == true
+    });
+    assert_eq!(
+        logged(&log_dir, "server started").len(),
+        1,
+        "adopted, not started again\n{}",
+        next.dump()
+    );
 }
 
 /// Crashes the monitor's server and returns how long until a new one is
