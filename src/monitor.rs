@@ -16,7 +16,7 @@
 //! stop or delivery (`Notifier::keep_alive`); and, for the length of one email delivery, a
 //! current-thread tokio runtime (plus tokio's thread for resolving a host
 //! name). An idle monitor has three threads: this one, ctrlc's and the
-//! checks' helper.
+//! checks' helper (four with HEARTBEAT_URL, once the first ping went out).
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -933,6 +933,44 @@ mod tests {
     }
 
     #[test]
+    fn healthy_only_while_verified_and_no_failure_since() {
+        // Started: healthy once verified, not while starting.
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        assert!(!s.p.is_healthy(), "starting");
+        s.feed(Event::Spawned);
+        s.feed(Event::Tick);
+        assert!(!s.p.is_healthy(), "verifying");
+        s.feed(healthy());
+        assert!(s.p.is_healthy(), "verified");
+        // The first failed check ends it; a healthy one brings it back.
+        s.check_at(10.0, failed());
+        assert!(!s.p.is_healthy(), "one failed check");
+        s.check_at(20.0, healthy());
+        assert!(s.p.is_healthy());
+        // An exit ends it at once, and the restart is not healthy until
+        // it is verified.
+        s.at(25.0).feed(Event::Exited("killed by signal 9".into()));
+        assert!(!s.p.is_healthy(), "exited");
+        // Adopted: not healthy until the first healthy check.
+        let mut a = Scenario::new(rules());
+        a.feed(Event::Begin(Begin::Watch));
+        assert!(!a.p.is_healthy(), "adopted, not checked yet");
+        a.check_at(0.0, healthy());
+        assert!(a.p.is_healthy());
+        // Given up: not healthy.
+        let mut g = Scenario::running(PolicySettings {
+            max_restart_attempts: 1,
+            restart_cooldown: Duration::ZERO,
+            ..rules()
+        });
+        g.at(1.0).feed(Event::Exited("boom".into()));
+        g.feed(Event::SpawnFailed("boom".into()));
+        assert_eq!(g.phase(), PhaseName::GivenUp);
+        assert!(!g.p.is_healthy(), "given up");
+    }
+
+    #[test]
     fn resumed_attempts_go_on_to_give_up_with_one_down() {
         let mut s = Scenario::new(rules());
         s.p.resume(
