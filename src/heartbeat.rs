@@ -197,6 +197,29 @@ pub fn ping_now(url: &str, timeout: Duration) -> Result<Duration, PingError> {
     }
 }
 
+/// [`ping_now`] on a thread of its own, waited for at most a second past
+/// `timeout`: a name lookup (no timeout of its own) cannot hold the caller
+/// (`test-alert`) longer.
+pub fn ping_bounded(url: &str, timeout: Duration) -> Result<Duration, PingError> {
+    let (tx, rx) = mpsc::channel();
+    let url_owned = url.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            let _ = tx.send(ping_now(&url_owned, timeout));
+        });
+    if spawned.is_err() {
+        return ping_now(url, timeout);
+    }
+    match rx.recv_timeout(timeout + OVERDUE_GRACE) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(PingError::TimedOut),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(PingError::Other("the HTTP client failed".into()))
+        }
+    }
+}
+
 fn from_http(err: http::Error) -> PingError {
     match err {
         http::Error::Io(e) => match http::io_class(&e) {

@@ -501,7 +501,7 @@ pub fn test_alert(cfg: &Config) -> Result<(), String> {
         return channels;
     };
     let target = crate::config::mask_secret_url(url);
-    let beat = match crate::heartbeat::ping_now(url, cfg.health.health_timeout) {
+    let beat = match crate::heartbeat::ping_bounded(url, cfg.health.health_timeout) {
         Ok(t) => {
             println!("heartbeat: ok ({target}, {} ms)", t.as_millis());
             Ok(())

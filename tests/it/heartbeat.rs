@@ -504,3 +504,21 @@ fn the_secret_path_shows_in_no_file_and_no_output() {
         );
     }
 }
+
+#[test]
+fn test_alert_reports_a_ping_that_never_answers_at_its_deadline() {
+    let dir = TestDir::new("heartbeat-test-alert-hold");
+    let sink = Sink::start(0);
+    let url = sink.url();
+    let env = settings(free_port(), &[("HEARTBEAT_URL", &url)]);
+    let t = Instant::now();
+    let out = run(&dir, &env, &["test-alert"], SLOW);
+    let took = t.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("heartbeat: FAILED: timed out"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // HEALTH_TIMEOUT is 1 s.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(sink.count(), 1);
+    assert!(!contains(&out.stdout, SECRET) && !contains(&out.stderr, SECRET));
+}
