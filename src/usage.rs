@@ -1,0 +1,517 @@
+//! The server's resource usage from `/proc`: the memory (PSS, or RSS where
+//! PSS cannot be read) and CPU time of its whole process group, for
+//! MEMORY_LIMIT (SPEC "How it behaves" 8), the state file, `status` and
+//! `check`.
+//!
+//! Which processes: the server, its descendants (through
+//! `/proc/PID/task/TID/children`, so that a check reads the server's own
+//! subtree and not the whole process table), and the members of its process
+//! group among the monitor's own descendants (a worker whose parent died is
+//! reparented to the monitor, a child subreaper, and is no longer below the
+//! server). Only where the kernel has no `children` files is all of `/proc`
+//! scanned (logged once).
+//!
+//! What per process: PSS from `/proc/PID/smaps_rollup` (shared pages divided
+//! among their users, so that 20 forked workers are not counted 20 times);
+//! RSS from `/proc/PID/status` where that cannot be read (no permission, an
+//! old kernel; logged once, and the sample says so); the name (`comm`) and
+//! the CPU ticks `utime + stime` from `/proc/PID/stat` — not `cutime` and
+//! `cstime`, which would count a reaped child's time a second time.
+//!
+//! The parsers are pure and tested with sample texts; [`Reader`] is the thin
+//! shell over them. Not here: deciding anything (see `policy`), logging
+//! beyond the two one-time notes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// One process of the group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Process {
+    pub pid: u32,
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// The group measured once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub total_bytes: u64,
+    /// Every figure is PSS (false: at least one is RSS).
+    pub pss: bool,
+    /// Biggest first.
+    pub processes: Vec<Process>,
+    /// CPU time (user + system) of the processes, in seconds.
+    pub cpu_seconds: f64,
+    pub taken: Instant,
+}
+
+impl Sample {
+    /// CPU % of one core between `earlier` and this sample, by wall time;
+    /// None when no time passed. Processes that ended meanwhile take their
+    /// time with them: the figure never goes below 0.
+    pub fn cpu_percent_since(&self, earlier: &Sample) -> Option<f64> {
+        let wall = self
+            .taken
+            .checked_duration_since(earlier.taken)?
+            .as_secs_f64();
+        if wall <= 0.0 {
+            return None;
+        }
+        Some(((self.cpu_seconds - earlier.cpu_seconds) / wall * 100.0).max(0.0))
+    }
+
+    /// `pid 4242 python3 300 MiB, pid 4250 worker 120 MiB`: the `n` biggest.
+    pub fn top(&self, n: usize) -> Vec<String> {
+        self.processes
+            .iter()
+            .take(n)
+            .map(|p| format!("pid {} {} {}", p.pid, p.name, mib(p.bytes)))
+            .collect()
+    }
+}
+
+/// What the state file, `status` and `status --json` show.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// When measured (UTC, ISO 8601).
+    pub time: String,
+    pub memory_bytes: u64,
+    /// `PSS` or `RSS`.
+    pub memory_kind: String,
+    pub processes: usize,
+    /// CPU % of one core since the sample before; None for the first one.
+    pub cpu_percent: Option<f64>,
+    /// The biggest processes: `pid 4242 python3 300 MiB`.
+    pub top: Vec<String>,
+}
+
+impl Usage {
+    pub fn from_sample(s: &Sample, cpu_percent: Option<f64>, time: String) -> Usage {
+        Usage {
+            time,
+            memory_bytes: s.total_bytes,
+            memory_kind: if s.pss { "PSS" } else { "RSS" }.into(),
+            processes: s.processes.len(),
+            cpu_percent: cpu_percent.map(|c| (c * 10.0).round() / 10.0),
+            top: s.top(TOP_PROCESSES),
+        }
+    }
+
+    /// `45.2 MiB (PSS, 3 processes), CPU 1.5%`.
+    pub fn summary(&self) -> String {
+        let procs = if self.processes == 1 {
+            "1 process".to_string()
+        } else {
+            format!("{} processes", self.processes)
+        };
+        let cpu = self
+            .cpu_percent
+            .map_or(String::new(), |c| format!(", CPU {c:.1}%"));
+        format!(
+            "{} ({}, {procs}){cpu}",
+            mib_fine(self.memory_bytes),
+            self.memory_kind
+        )
+    }
+}
+
+/// How many processes an alert and the state file name.
+pub const TOP_PROCESSES: usize = 5;
+
+/// Whole MiB, rounded: `612 MiB`.
+pub fn mib(bytes: u64) -> String {
+    format!("{} MiB", (bytes + (1 << 19)) >> 20)
+}
+
+/// MiB with one decimal: `45.2 MiB`.
+pub fn mib_fine(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The fields of `/proc/PID/stat` used here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stat {
+    pub name: String,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    /// utime + stime, in clock ticks (not the children's cutime/cstime).
+    pub ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The name sits in parentheses and may itself hold
+/// spaces and parentheses, so fields are counted after the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_string();
+    let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // f[0] is field 3 (state): ppid 4, pgrp 5, utime 14, stime 15.
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(Stat {
+        name,
+        state: f.first()?.chars().next()?,
+        ppid: u32::try_from(num(1)?).ok()?,
+        pgrp: u32::try_from(num(2)?).ok()?,
+        ticks: num(11)?.checked_add(num(12)?)?,
+    })
+}
+
+/// The `Pss:` line of `/proc/PID/smaps_rollup`, in bytes.
+pub fn parse_smaps_rollup(text: &str) -> Option<u64> {
+    kb_field(text, "Pss:")
+}
+
+/// The `VmRSS:` line of `/proc/PID/status`, in bytes (a kernel thread or a
+/// zombie has none).
+pub fn parse_status_rss(text: &str) -> Option<u64> {
+    kb_field(text, "VmRSS:")
+}
+
+/// `MemTotal:` of `/proc/meminfo`, in bytes.
+pub fn parse_meminfo_total(text: &str) -> Option<u64> {
+    kb_field(text, "MemTotal:")
+}
+
+/// The pids of a `/proc/PID/task/TID/children` file: `123 456 `.
+pub fn parse_children(text: &str) -> Vec<u32> {
+    text.split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn kb_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let mut words = line[key.len()..].split_whitespace();
+    let n: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => n.checked_mul(1024),
+        Some(_) => None,
+    }
+}
+
+/// Pure: which of the processes `seen` (pid -> its stat) belong to the
+/// server `leader` with process group `pgid`: the leader, whatever descends
+/// from it, and every member of the group. Parents come from `ppid`, so the
+/// answer is the same whether `seen` came from a walk or a scan.
+pub fn members(seen: &HashMap<u32, Stat>, leader: u32, pgid: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = seen
+        .iter()
+        .filter(|(&pid, st)| {
+            if !is_alive(st) {
+                return false;
+            }
+            if pid == leader || st.pgrp == pgid {
+                return true;
+            }
+            // Up the parent chain, bounded by the number of processes
+            // (a pid reused while reading could make a loop).
+            let mut p = st.ppid;
+            for _ in 0..seen.len() {
+                if p == leader {
+                    return true;
+                }
+                match seen.get(&p) {
+                    Some(parent) if p > 1 => p = parent.ppid,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .map(|(&pid, _)| pid)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn is_alive(st: &Stat) -> bool {
+    st.state != 'Z' && st.state != 'X'
+}
+
+/// Host memory in bytes (`/proc/meminfo`), for a MEMORY_LIMIT in percent.
+pub fn host_memory() -> Option<u64> {
+    parse_meminfo_total(&fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// Reads samples; remembers what it has logged once.
+#[derive(Debug)]
+pub struct Reader {
+    ticks_per_second: f64,
+    /// Logged once: no `children` files, all of /proc is scanned instead.
+    scan_noted: bool,
+    /// Logged once: PSS could not be read for some process, RSS taken.
+    rss_noted: bool,
+    /// The monitor's own pid: the root of the walk when the server is its
+    /// child (it also finds group members reparented to the monitor).
+    me: u32,
+}
+
+impl Default for Reader {
+    fn default() -> Reader {
+        Reader::new()
+    }
+}
+
+impl Reader {
+    pub fn new() -> Reader {
+        Reader {
+            ticks_per_second: crate::sys::clock_ticks_per_second() as f64,
+            scan_noted: false,
+            rss_noted: false,
+            me: std::process::id(),
+        }
+    }
+
+    /// Measures the group of server `leader` (process group `pgid`); None
+    /// when the leader is gone and nothing of the group is found.
+    pub fn sample(&mut self, leader: u32, pgid: u32) -> Option<Sample> {
+        let taken = Instant::now();
+        let seen = self.processes_near(leader);
+        let pids = members(&seen, leader, pgid);
+        if pids.is_empty() {
+            return None;
+        }
+        let mut processes = Vec::with_capacity(pids.len());
+        let mut ticks = 0u64;
+        let mut pss = true;
+        for pid in pids {
+            let st = &seen[&pid];
+            ticks = ticks.saturating_add(st.ticks);
+            let bytes = match fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+                Ok(t) if parse_smaps_rollup(&t).is_some() => parse_smaps_rollup(&t),
+                other => {
+                    let why = match other {
+                        Ok(_) => "no Pss line".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    let rss = fs::read_to_string(format!("/proc/{pid}/status"))
+                        .ok()
+                        .and_then(|t| parse_status_rss(&t));
+                    if rss.is_some() {
+                        pss = false;
+                        if !self.rss_noted {
+                            self.rss_noted = true;
+                            log::warn!(pid = pid, error = why.as_str();
+                                "cannot read PSS from /proc/PID/smaps_rollup; counting RSS for such processes (shared pages are then counted in each)");
+                        }
+                    }
+                    rss
+                }
+            };
+            // Gone meanwhile, or a zombie: nothing to count.
+            let Some(bytes) = bytes else { continue };
+            processes.push(Process {
+                pid,
+                name: st.name.clone(),
+                bytes,
+            });
+        }
+        processes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
+        Some(Sample {
+            total_bytes: processes.iter().map(|p| p.bytes).sum(),
+            pss,
+            processes,
+            cpu_seconds: ticks as f64 / self.ticks_per_second,
+            taken,
+        })
+    }
+
+    /// The stats of the processes below the walk's root (the monitor when
+    /// the server is its child, else the server), or of all of /proc where
+    /// the kernel has no `children` files.
+    fn processes_near(&mut self, leader: u32) -> HashMap<u32, Stat> {
+        let mut seen = HashMap::new();
+        let Some(leader_stat) = read_stat(leader) else {
+            return self.scan();
+        };
+        let root = if leader_stat.ppid == self.me {
+            self.me
+        } else {
+            leader
+        };
+        let mut queue = vec![root];
+        let mut visited = HashSet::new();
+        while let Some(pid) = queue.pop() {
+            if !visited.insert(pid) {
+                continue;
+            }
+            match children(pid) {
+                Some(kids) => queue.extend(kids),
+                None if pid == root => return self.scan(),
+                None => {}
+            }
+            if pid != self.me || pid == leader {
+                if let Some(st) = read_stat(pid) {
+                    seen.insert(pid, st);
+                }
+            }
+        }
+        seen
+    }
+
+    fn scan(&mut self) -> HashMap<u32, Stat> {
+        if !self.scan_noted {
+            self.scan_noted = true;
+            log::warn!("/proc/PID/task/TID/children cannot be read on this kernel: each memory sample scans all of /proc");
+        }
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return HashMap::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, read_stat(pid)?)))
+            .collect()
+    }
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The children of every thread of `pid`; None when the files do not exist
+/// (the process is gone, or the kernel lacks CONFIG_PROC_CHILDREN).
+fn children(pid: u32) -> Option<Vec<u32>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+            any = true;
+            out.extend(parse_children(&text));
+        }
+    }
+    any.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "4242 (python3 (w) x) S 4200 4242 4242 0 -1 4194560 1234 0 0 0 \
+                        150 30 7 9 20 0 3 0 123456 456789 1234 18446744073709551615";
+
+    #[test]
+    fn stat_counts_utime_and_stime_but_not_the_children() {
+        let st = parse_stat(STAT).unwrap();
+        assert_eq!(st.name, "python3 (w) x");
+        assert_eq!((st.state, st.ppid, st.pgrp), ('S', 4200, 4242));
+        assert_eq!(st.ticks, 180, "150 + 30; cutime 7 and cstime 9 left out");
+        assert_eq!(parse_stat("4242 (x) S 1"), None, "truncated");
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn pss_comes_from_smaps_rollup_in_bytes() {
+        let text = "55b2d487f000-7ffc3fb0e000 ---p 00000000 00:00 0   [rollup]\n\
+                    Rss:                1624 kB\nPss:                 260 kB\n\
+                    Pss_Dirty:           112 kB\nPss_Anon:            112 kB\n";
+        assert_eq!(parse_smaps_rollup(text), Some(260 * 1024));
+        assert_eq!(parse_smaps_rollup("Rss: 1 kB\n"), None);
+        assert_eq!(parse_smaps_rollup("Pss: x kB\n"), None);
+    }
+
+    #[test]
+    fn rss_and_host_memory_are_read_in_kb() {
+        let status = "Name:\tpython3\nVmPeak:\t  9999 kB\nVmRSS:\t    1764 kB\nRssAnon:\t 112 kB\n";
+        assert_eq!(parse_status_rss(status), Some(1764 * 1024));
+        assert_eq!(parse_status_rss("Name:\tkthreadd\n"), None);
+        let meminfo = "MemTotal:        2013888 kB\nMemFree:          123456 kB\n";
+        assert_eq!(parse_meminfo_total(meminfo), Some(2_013_888 * 1024));
+    }
+
+    #[test]
+    fn children_lists_pids() {
+        assert_eq!(parse_children("123 456 \n"), vec![123, 456]);
+        assert_eq!(parse_children(""), Vec::<u32>::new());
+    }
+
+    fn st(ppid: u32, pgrp: u32, state: char) -> Stat {
+        Stat {
+            name: "p".into(),
+            state,
+            ppid,
+            pgrp,
+            ticks: 0,
+        }
+    }
+
+    #[test]
+    fn members_are_descendants_and_the_group_but_no_zombies() {
+        let seen = HashMap::from([
+            (100, st(1, 100, 'S')),   // the monitor
+            (200, st(100, 200, 'S')), // the server, its own group
+            (201, st(200, 200, 'S')), // a worker
+            (202, st(201, 300, 'S')), // a grandchild in a group of its own
+            (203, st(100, 200, 'S')), // an orphan of the group, reparented to the monitor
+            (204, st(200, 200, 'Z')), // a zombie
+            (150, st(100, 150, 'S')), // a log writer of the monitor
+        ]);
+        assert_eq!(members(&seen, 200, 200), vec![200, 201, 202, 203]);
+    }
+
+    fn sample(cpu: f64, at: Instant) -> Sample {
+        Sample {
+            total_bytes: 0,
+            pss: true,
+            processes: vec![],
+            cpu_seconds: cpu,
+            taken: at,
+        }
+    }
+
+    #[test]
+    fn cpu_percent_is_cpu_time_over_wall_time() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(2);
+        let p = sample(3.0, t1).cpu_percent_since(&sample(2.0, t0)).unwrap();
+        assert!((p - 50.0).abs() < 1e-9, "{p}");
+        assert_eq!(
+            sample(1.0, t1).cpu_percent_since(&sample(2.0, t0)),
+            Some(0.0)
+        );
+        assert_eq!(sample(1.0, t0).cpu_percent_since(&sample(0.0, t0)), None);
+    }
+
+    #[test]
+    fn figures_read_like_people_write_them() {
+        assert_eq!(mib(612 << 20), "612 MiB");
+        assert_eq!(mib((612 << 20) + (600 << 10)), "613 MiB");
+        let s = Sample {
+            total_bytes: 3 << 20,
+            pss: false,
+            processes: vec![
+                Process {
+                    pid: 7,
+                    name: "big".into(),
+                    bytes: 2 << 20,
+                },
+                Process {
+                    pid: 8,
+                    name: "small".into(),
+                    bytes: 1 << 20,
+                },
+            ],
+            cpu_seconds: 0.0,
+            taken: Instant::now(),
+        };
+        assert_eq!(s.top(1), vec!["pid 7 big 2 MiB"]);
+        let u = Usage::from_sample(&s, Some(1.25), "t".into());
+        assert_eq!(u.summary(), "3.0 MiB (RSS, 2 processes), CPU 1.3%");
+    }
+
+    #[test]
+    fn reader_measures_this_test_process_group() {
+        // The test process itself as the "server": no walk below it needed.
+        let me = std::process::id();
+        let pgid = parse_stat(&fs::read_to_string("/proc/self/stat").unwrap())
+            .unwrap()
+            .pgrp;
+        let s = Reader::new().sample(me, pgid).expect("a sample");
+        assert!(s.processes.iter().any(|p| p.pid == me));
+        assert!(s.total_bytes > 0);
+    }
+}
