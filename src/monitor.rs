@@ -233,6 +233,10 @@ struct Monitor<'a> {
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
+    /// MEMORY_LIMIT and the server's memory and CPU (src/usage.rs).
+    usage: crate::usage::Watch,
+    /// The memory measured at the last check, fed after its `Checked`.
+    memory_event: Option<Event>,
 }
 
 impl<'a> Monitor<'a> {
@@ -268,6 +272,8 @@ impl<'a> Monitor<'a> {
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
+            usage: crate::usage::Watch::new(cfg.policy.memory_limit, now),
+            memory_event: None,
         }
     }
 
@@ -301,6 +307,7 @@ impl<'a> Monitor<'a> {
                     if let Some(next) = self.act(action) {
                         events.push_back(next);
                     }
+                    events.extend(self.memory_event.take());
                 }
             }
             self.housekeeping();
@@ -452,6 +459,13 @@ impl<'a> Monitor<'a> {
                         "health check failed");
                 }
             }
+        }
+        if !verifying {
+            let server = self.server.as_ref().map(|s| (s.pid, s.pgid));
+            self.memory_event = self
+                .usage
+                .at_check(server, Instant::now())
+                .map(|(used, limit)| Event::Memory { used, limit });
         }
         self.state.last_check = Some(LastCheck {
             time: utc_iso8601_millis(SystemTime::now()),
@@ -684,7 +698,8 @@ impl<'a> Monitor<'a> {
             health_url: &self.cfg.health.health_url,
             error_tail: &tail,
         };
-        let msg = alert::render(a, &ctx);
+        let mut msg = alert::render(a, &ctx);
+        self.usage.annotate(a, &mut msg.body);
         let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
@@ -840,6 +855,9 @@ impl<'a> Monitor<'a> {
     }
 
     fn save_state(&mut self) {
+        let server = self.server.as_ref().map(|s| (s.pid, s.pgid));
+        self.usage.refresh_if_due(server, Instant::now());
+        self.state.usage = self.usage.usage().cloned();
         let snap = self.policy.snapshot();
         self.state.phase = snap.phase.to_string();
         self.state.consecutive_failures = snap.failures;
@@ -851,10 +869,12 @@ impl<'a> Monitor<'a> {
         // holds what was written less the last check and the time stamp, so
         // that this comparison, made every loop turn, copies nothing.
         let check = self.state.last_check.take();
+        let usage = self.state.usage.take();
         let updated = std::mem::take(&mut self.state.updated);
         let updated_ms = std::mem::take(&mut self.state.updated_unix_ms);
         let significant = self.saved.as_ref() != Some(&self.state);
         self.state.last_check = check;
+        self.state.usage = usage;
         self.state.updated = updated;
         self.state.updated_unix_ms = updated_ms;
         let now = Instant::now();
@@ -866,6 +886,7 @@ impl<'a> Monitor<'a> {
         }
         self.saved = Some(State {
             last_check: None,
+            usage: None,
             updated: String::new(),
             updated_unix_ms: 0,
             ..self.state.clone()
@@ -972,20 +993,21 @@ pub fn check_once(cfg: &Config) -> i32 {
         .unwrap_or_else(|| health::check(&cfg.health));
     let ms = c.latency.as_secs_f64() * 1000.0;
     let url = &cfg.health.health_url;
+    let memory = crate::usage::check_line(&cfg.log.log_dir);
     match c.outcome {
         CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
-            println!("OK - {url} healthy in {ms:.1} ms");
+            println!("OK - {url} healthy in {ms:.1} ms{memory}");
             0
         }
         CheckOutcome::Healthy { warnings } => {
             println!(
-                "WARNING - {url} healthy in {ms:.1} ms, but {}",
+                "WARNING - {url} healthy in {ms:.1} ms, but {}{memory}",
                 warnings.join("; ")
             );
             1
         }
         CheckOutcome::Failed(reason) => {
-            println!("CRITICAL - {url} {reason} after {ms:.1} ms");
+            println!("CRITICAL - {url} {reason} after {ms:.1} ms{memory}");
             2
         }
     }

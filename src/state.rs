@@ -41,6 +41,10 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
+    /// The server's memory and CPU, measured at every check with
+    /// MEMORY_LIMIT, else at most once a minute (src/usage.rs).
+    #[serde(default)]
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// What `server-monitor restart` waits for: its request id and the outcome.
@@ -149,6 +153,9 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             "last check:     {} {result} ({:.1} ms)",
             c.time, c.latency_ms
         );
+    }
+    if let Some(u) = &s.usage {
+        let _ = writeln!(out, "memory:         {} at {}", u.summary(), u.time);
     }
     let _ = writeln!(out, "failures:       {} in a row", s.consecutive_failures);
     let _ = writeln!(

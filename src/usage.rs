@@ -24,7 +24,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::config::MemoryLimit;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,8 @@ pub struct Sample {
     pub processes: Vec<Process>,
     /// CPU time (user + system) of the processes, in seconds.
     pub cpu_seconds: f64,
+    /// How long the server (the leader) had run, when known.
+    pub age_seconds: Option<f64>,
     pub taken: Instant,
 }
 
@@ -62,6 +66,13 @@ impl Sample {
             return None;
         }
         Some(((self.cpu_seconds - earlier.cpu_seconds) / wall * 100.0).max(0.0))
+    }
+
+    /// CPU % of one core on average since the server started: the figure
+    /// of a first sample, with none before it to compare.
+    pub fn cpu_percent_average(&self) -> Option<f64> {
+        let age = self.age_seconds.filter(|&a| a > 0.0)?;
+        Some((self.cpu_seconds / age * 100.0).max(0.0))
     }
 
     /// `pid 4242 python3 300 MiB, pid 4250 worker 120 MiB`: the `n` biggest.
@@ -83,7 +94,8 @@ pub struct Usage {
     /// `PSS` or `RSS`.
     pub memory_kind: String,
     pub processes: usize,
-    /// CPU % of one core since the sample before; None for the first one.
+    /// CPU % of one core since the sample before (for the first one: on
+    /// average since the server started).
     pub cpu_percent: Option<f64>,
     /// The biggest processes: `pid 4242 python3 300 MiB`.
     pub top: Vec<String>,
@@ -141,6 +153,8 @@ pub struct Stat {
     pub pgrp: u32,
     /// utime + stime, in clock ticks (not the children's cutime/cstime).
     pub ticks: u64,
+    /// Clock ticks after boot when it started.
+    pub start_ticks: u64,
 }
 
 /// Parses `/proc/PID/stat`. The name sits in parentheses and may itself hold
@@ -158,6 +172,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         ppid: u32::try_from(num(1)?).ok()?,
         pgrp: u32::try_from(num(2)?).ok()?,
         ticks: num(11)?.checked_add(num(12)?)?,
+        start_ticks: num(19)?,
     })
 }
 
@@ -175,6 +190,11 @@ pub fn parse_status_rss(text: &str) -> Option<u64> {
 /// `MemTotal:` of `/proc/meminfo`, in bytes.
 pub fn parse_meminfo_total(text: &str) -> Option<u64> {
     kb_field(text, "MemTotal:")
+}
+
+/// The first figure of `/proc/uptime`: seconds since boot.
+pub fn parse_uptime(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The pids of a `/proc/PID/task/TID/children` file: `123 456 `.
@@ -311,11 +331,16 @@ impl Reader {
             });
         }
         processes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
+        let age_seconds = seen.get(&leader).and_then(|st| {
+            let up = parse_uptime(&fs::read_to_string("/proc/uptime").ok()?)?;
+            Some(up - st.start_ticks as f64 / self.ticks_per_second)
+        });
         Some(Sample {
             total_bytes: processes.iter().map(|p| p.bytes).sum(),
             pss,
             processes,
             cpu_seconds: ticks as f64 / self.ticks_per_second,
+            age_seconds,
             taken,
         })
     }
@@ -387,6 +412,177 @@ fn children(pid: u32) -> Option<Vec<u32>> {
     any.then_some(out)
 }
 
+/// How often the server's usage is measured for the state file when no
+/// MEMORY_LIMIT asks for a sample at every check.
+pub const REFRESH_WITHOUT_LIMIT: Duration = Duration::from_secs(60);
+
+/// What the main loop keeps about the server's usage: the limit in bytes
+/// (resolved once at start), the last sample, and the biggest processes at
+/// the last sample over the limit (for the alert).
+#[derive(Debug)]
+pub struct Watch {
+    reader: Reader,
+    setting: Option<MemoryLimit>,
+    limit: Option<u64>,
+    /// The last sample and the server (pid) it was of.
+    last: Option<(u32, Sample)>,
+    usage: Option<Usage>,
+    next_refresh: Instant,
+    over_top: Vec<String>,
+}
+
+impl Watch {
+    /// Resolves a MEMORY_LIMIT in percent against the host's memory, once.
+    pub fn new(setting: Option<MemoryLimit>, now: Instant) -> Watch {
+        let limit = setting.and_then(|m| match m {
+            MemoryLimit::Bytes(n) => Some(n),
+            MemoryLimit::Percent(_) => match host_memory() {
+                Some(total) => Some(m.bytes(total)),
+                None => {
+                    log::error!(memory_limit = m.to_string().as_str();
+                        "cannot read MemTotal from /proc/meminfo: MEMORY_LIMIT in percent is ignored");
+                    None
+                }
+            },
+        });
+        if let (Some(m), Some(bytes)) = (setting, limit) {
+            log::info!(memory_limit = m.to_string().as_str(), bytes = bytes;
+                "MEMORY_LIMIT {}: the server's process group is measured at every check", mib(bytes));
+        }
+        Watch {
+            reader: Reader::new(),
+            setting,
+            limit,
+            last: None,
+            usage: None,
+            next_refresh: now,
+            over_top: Vec::new(),
+        }
+    }
+
+    /// At a regular check (not a startup probe), with MEMORY_LIMIT: measures
+    /// the group of `server` (pid, pgid); `(used, limit)` for the policy.
+    /// Without MEMORY_LIMIT nothing is read.
+    pub fn at_check(&mut self, server: Option<(u32, u32)>, now: Instant) -> Option<(u64, u64)> {
+        let limit = self.limit?;
+        let sample = self.measure(server?, now)?;
+        let (used, count, top) = (
+            sample.total_bytes,
+            sample.processes.len(),
+            sample.top(TOP_PROCESSES),
+        );
+        if used > limit {
+            self.over_top = top;
+            let cause = crate::policy::memory_cause(used, limit, self.setting);
+            log::warn!(bytes = used, limit = limit, processes = count,
+                biggest = self.over_top.join(", ").as_str(); "server {cause}");
+        } else {
+            self.over_top.clear();
+        }
+        Some((used, limit))
+    }
+
+    /// Without MEMORY_LIMIT: measures the group at most every
+    /// [`REFRESH_WITHOUT_LIMIT`], for the state file.
+    pub fn refresh_if_due(&mut self, server: Option<(u32, u32)>, now: Instant) {
+        if self.limit.is_some() || now < self.next_refresh {
+            return;
+        }
+        if let Some(s) = server {
+            if self.measure(s, now).is_some() {
+                self.next_refresh = now + REFRESH_WITHOUT_LIMIT;
+            }
+        }
+    }
+
+    /// The last measurement, for the state file.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    fn measure(&mut self, (pid, pgid): (u32, u32), _now: Instant) -> Option<&Sample> {
+        let sample = self.reader.sample(pid, pgid)?;
+        let cpu = match &self.last {
+            Some((before, earlier)) if *before == pid => sample.cpu_percent_since(earlier),
+            _ => sample.cpu_percent_average(),
+        };
+        let time = crate::logging::utc_iso8601_millis(std::time::SystemTime::now());
+        self.usage = Some(Usage::from_sample(&sample, cpu, time));
+        log::debug!(bytes = sample.total_bytes, processes = sample.processes.len(),
+            pss = sample.pss; "measured the server's memory");
+        self.last = Some((pid, sample));
+        self.last.as_ref().map(|(_, s)| s)
+    }
+
+    /// Adds the biggest processes of the group below the `Cause:` line of an
+    /// alert whose cause is the memory.
+    pub fn annotate(&self, alert: &crate::policy::Alert, body: &mut String) {
+        use crate::policy::Alert;
+        let cause = match alert {
+            Alert::Restarted { cause, .. } | Alert::Down { cause, .. } => cause,
+            _ => return,
+        };
+        if !cause.starts_with(crate::policy::MEMORY_CAUSE_PREFIX) || self.over_top.is_empty() {
+            return;
+        }
+        let kind = self
+            .usage
+            .as_ref()
+            .map_or("PSS", |u| u.memory_kind.as_str());
+        let mut lines = vec![format!("Biggest processes of the group ({kind}):")];
+        lines.extend(self.over_top.iter().map(|p| format!("  {p}")));
+        *body = insert_after_cause(body, &lines);
+    }
+}
+
+/// Pure: `body` with `lines` after its `Cause:` line (at the end if none).
+pub fn insert_after_cause(body: &str, lines: &[String]) -> String {
+    let mut out = String::with_capacity(body.len() + 64 * lines.len());
+    let mut done = false;
+    for line in body.split_inclusive('\n') {
+        out.push_str(line);
+        if !done && line.starts_with("Cause: ") {
+            done = true;
+            for l in lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    if !done {
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// For `server-monitor check`: `; memory 45.2 MiB (PSS, 3 processes), CPU 1.5%`
+/// (CPU on average since the server started: one sample, no wait) when the
+/// server of `server.pid` in `dir` runs, else nothing.
+pub fn check_line(dir: &std::path::Path) -> String {
+    let Some(Ok(record)) = crate::server::PidFile::read(dir) else {
+        return String::new();
+    };
+    let Some(st) = crate::server::ProcStat::read(record.pid) else {
+        return String::new();
+    };
+    if st.start_time != record.start_time || !st.is_alive() {
+        return String::new();
+    }
+    match Reader::new().sample(record.pid, st.pgrp) {
+        Some(s) => {
+            let cpu = s.cpu_percent_average();
+            format!(
+                "; memory {}",
+                Usage::from_sample(&s, cpu, String::new()).summary()
+            )
+        }
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +596,7 @@ mod tests {
         assert_eq!(st.name, "python3 (w) x");
         assert_eq!((st.state, st.ppid, st.pgrp), ('S', 4200, 4242));
         assert_eq!(st.ticks, 180, "150 + 30; cutime 7 and cstime 9 left out");
+        assert_eq!(st.start_ticks, 123456);
         assert_eq!(parse_stat("4242 (x) S 1"), None, "truncated");
         assert_eq!(parse_stat("garbage"), None);
     }
@@ -436,6 +633,7 @@ mod tests {
             ppid,
             pgrp,
             ticks: 0,
+            start_ticks: 0,
         }
     }
 
@@ -459,6 +657,7 @@ mod tests {
             pss: true,
             processes: vec![],
             cpu_seconds: cpu,
+            age_seconds: Some(4.0),
             taken: at,
         }
     }
@@ -474,6 +673,8 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(sample(1.0, t0).cpu_percent_since(&sample(0.0, t0)), None);
+        assert_eq!(sample(1.0, t0).cpu_percent_average(), Some(25.0));
+        assert_eq!(parse_uptime("350735.47 234388.90\n"), Some(350_735.47));
     }
 
     #[test]
@@ -496,11 +697,23 @@ mod tests {
                 },
             ],
             cpu_seconds: 0.0,
+            age_seconds: None,
             taken: Instant::now(),
         };
         assert_eq!(s.top(1), vec!["pid 7 big 2 MiB"]);
         let u = Usage::from_sample(&s, Some(1.25), "t".into());
         assert_eq!(u.summary(), "3.0 MiB (RSS, 2 processes), CPU 1.3%");
+    }
+
+    #[test]
+    fn alert_lines_go_below_the_cause() {
+        let body = "Server was down for 0 checks.\nCause: memory 9 MiB above MEMORY_LIMIT 8 MiB\n\nHost: h\n";
+        let lines = vec!["Biggest:".to_string(), "  pid 1 a 9 MiB".to_string()];
+        assert_eq!(
+            insert_after_cause(body, &lines),
+            "Server was down for 0 checks.\nCause: memory 9 MiB above MEMORY_LIMIT 8 MiB\nBiggest:\n  pid 1 a 9 MiB\n\nHost: h\n"
+        );
+        assert_eq!(insert_after_cause("x\n", &lines[..1]), "x\nBiggest:\n");
     }
 
     #[test]
