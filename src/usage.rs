@@ -489,9 +489,15 @@ impl Watch {
             return;
         }
         if let Some(s) = server {
-            if self.measure(s, now).is_some() {
-                self.next_refresh = now + REFRESH_WITHOUT_LIMIT;
-            }
+            // A server a moment old has no CPU figure yet: look again soon.
+            let young = self
+                .measure(s, now)
+                .map(|s| s.age_seconds.is_none_or(|a| a < 1.0));
+            self.next_refresh = match young {
+                Some(false) => now + REFRESH_WITHOUT_LIMIT,
+                Some(true) => now + Duration::from_secs(1),
+                None => now,
+            };
         }
     }
 
