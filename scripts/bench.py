@@ -11,6 +11,9 @@ Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
   idle RSS           VmRSS of the monitor after a minute of checks
   CPU per check      (utime + stime) over many checks at a short interval
   CPU between checks (utime + stime) while idle with a long interval
+  CPU per check with MEMORY_LIMIT set, on a server with 1 and with 20
+                     processes in its group, against without (the same
+                     measurement; the limit far above what they use)
   size               of the static release binary
 Times are medians (with min and max) of --runs runs (at least 5).
 
@@ -193,12 +196,18 @@ def idle_memory(args):
         r.stop()
 
 
-def cpu_per_check(args):
+def cpu_per_check(args, extra_env=None, spawn=0, seconds=None):
     """CPU per check at a short interval (many checks, so that the 10 ms
-    accounting tick is small beside the total), and while idle."""
-    interval, seconds = 0.02, args.cpu_seconds
-    r = Run(args, interval=str(interval))
+    accounting tick is small beside the total), and while idle. `spawn`:
+    idle children the server starts first (/spawn?n=N), in its group."""
+    interval, seconds = 0.02, seconds or args.cpu_seconds
+    r = Run(args, interval=str(interval), extra_env=extra_env)
     try:
+        if spawn:
+            got = get(r.port, f"/spawn?n={spawn}", 5)
+            if got is None or got[0] != 200:
+                raise RuntimeError(f"GET /spawn?n={spawn} failed: {got}")
+            time.sleep(0.5)
         # The demo server writes an access line per request: count those.
         log = os.path.join(r.logs, "server.log")
         def checks():
@@ -211,6 +220,24 @@ def cpu_per_check(args):
         return per_check_ms, c1 - c0
     finally:
         r.stop()
+
+
+def memory_cpu_per_check(args):
+    """CPU per check without MEMORY_LIMIT, and with it on a server of 1 and
+    of 20 processes: [(label, ms per check, checks)]."""
+    limit = {"MEMORY_LIMIT": "8GiB"}
+    out = []
+    for label, env, spawn in (("without MEMORY_LIMIT", None, 0),
+                              ("MEMORY_LIMIT, 1 process", limit, 0),
+                              ("MEMORY_LIMIT, 20 processes", limit, 19)):
+        ms, n = cpu_per_check(args, extra_env=env, spawn=spawn, seconds=args.memory_seconds)
+        out.append((label, ms, n))
+    return out
+
+
+def print_memory(figures):
+    for label, ms, n in figures:
+        print(f"CPU per check, {label + ':':28s} {ms:.3f} ms ({n} checks at 20 ms)")
 
 
 def cpu_idle(args):
@@ -237,6 +264,10 @@ def main():
     p.add_argument("--minute", type=float, default=60, help="seconds of checks before reading RSS")
     p.add_argument("--cpu-seconds", type=float, default=20)
     p.add_argument("--idle-seconds", type=float, default=10)
+    p.add_argument("--memory-seconds", type=float, default=10,
+                   help="seconds of checks for each MEMORY_LIMIT figure")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the CPU per check with and without MEMORY_LIMIT")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument("--compare", action="store_true",
                    help="side by side with monit and supervisord + httpok (scripts/compare.py)")
@@ -265,12 +296,20 @@ def main():
           f"{os.cpu_count()} cores, {os.uname().release}")
     print("settings: CHECK_INTERVAL=1 HEALTH_TIMEOUT=1 FAILURE_THRESHOLD=3; "
           "the demo server takes 0.06 s to start (--startup-delay 0.06)")
+    if args.memory_only:
+        figures = memory_cpu_per_check(args)
+        print_memory(figures)
+        if args.json:
+            print(json.dumps({"memory_cpu_per_check_ms": {l: ms for l, ms, _ in figures}}))
+        return
     crash = crash_to_healthy(args)
     print(f"crash (kill -9) -> healthy: {fmt(crash)}")
     hang = hang_to_healthy(args)
     print(f"hang -> healthy:            {fmt(hang)}")
     per_check, n = cpu_per_check(args)
     print(f"CPU per check:              {per_check:.3f} ms ({n} checks at 20 ms)")
+    memory = memory_cpu_per_check(args)
+    print_memory(memory)
     idle = cpu_idle(args)
     print(f"CPU between checks:         {idle:.1f} ms in {args.idle_seconds:.0f} s idle")
     rss, hwm = idle_memory(args)
@@ -281,6 +320,7 @@ def main():
         print(json.dumps({
             "crash_to_healthy_s": crash, "hang_to_healthy_s": hang,
             "cpu_per_check_ms": per_check, "cpu_idle_ms": idle,
+            "memory_cpu_per_check_ms": {l: ms for l, ms, _ in memory},
             "rss_kib": rss, "hwm_kib": hwm, "binary_bytes": size,
         }))
 
