@@ -155,6 +155,7 @@ pub struct Stat {
     pub ticks: u64,
     /// Clock ticks after boot when it started.
     pub start_ticks: u64,
+    pub threads: u64,
 }
 
 /// Parses `/proc/PID/stat`. The name sits in parentheses and may itself hold
@@ -173,6 +174,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         pgrp: u32::try_from(num(2)?).ok()?,
         ticks: num(11)?.checked_add(num(12)?)?,
         start_ticks: num(19)?,
+        threads: num(17)?,
     })
 }
 
@@ -268,6 +270,7 @@ pub struct Reader {
     /// The monitor's own pid: the root of the walk when the server is its
     /// child (it also finds group members reparented to the monitor).
     me: u32,
+    file: ProcFile,
 }
 
 impl Default for Reader {
@@ -283,6 +286,7 @@ impl Reader {
             scan_noted: false,
             rss_noted: false,
             me: std::process::id(),
+            file: ProcFile::default(),
         }
     }
 
@@ -291,6 +295,7 @@ impl Reader {
     pub fn sample(&mut self, leader: u32, pgid: u32) -> Option<Sample> {
         let taken = Instant::now();
         let seen = self.processes_near(leader);
+        let uptime = self.file.read("/proc/uptime").ok().and_then(parse_uptime);
         let pids = members(&seen, leader, pgid);
         if pids.is_empty() {
             return None;
@@ -301,16 +306,18 @@ impl Reader {
         for pid in pids {
             let st = &seen[&pid];
             ticks = ticks.saturating_add(st.ticks);
-            let bytes = match fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-                Ok(t) if parse_smaps_rollup(&t).is_some() => parse_smaps_rollup(&t),
+            let bytes = match self.file.read(&format!("/proc/{pid}/smaps_rollup")) {
+                Ok(t) if parse_smaps_rollup(t).is_some() => parse_smaps_rollup(t),
                 other => {
                     let why = match other {
                         Ok(_) => "no Pss line".to_string(),
                         Err(e) => e.to_string(),
                     };
-                    let rss = fs::read_to_string(format!("/proc/{pid}/status"))
+                    let rss = self
+                        .file
+                        .read(&format!("/proc/{pid}/status"))
                         .ok()
-                        .and_then(|t| parse_status_rss(&t));
+                        .and_then(parse_status_rss);
                     if rss.is_some() {
                         pss = false;
                         if !self.rss_noted {
@@ -331,10 +338,10 @@ impl Reader {
             });
         }
         processes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
-        let age_seconds = seen.get(&leader).and_then(|st| {
-            let up = parse_uptime(&fs::read_to_string("/proc/uptime").ok()?)?;
-            Some(up - st.start_ticks as f64 / self.ticks_per_second)
-        });
+        let age_seconds = seen
+            .get(&leader)
+            .zip(uptime)
+            .map(|(st, up)| up - st.start_ticks as f64 / self.ticks_per_second);
         Some(Sample {
             total_bytes: processes.iter().map(|p| p.bytes).sum(),
             pss,
@@ -350,7 +357,7 @@ impl Reader {
     /// the kernel has no `children` files.
     fn processes_near(&mut self, leader: u32) -> HashMap<u32, Stat> {
         let mut seen = HashMap::new();
-        let Some(leader_stat) = read_stat(leader) else {
+        let Some(leader_stat) = self.stat(leader) else {
             return self.scan();
         };
         let root = if leader_stat.ppid == self.me {
@@ -360,19 +367,25 @@ impl Reader {
         };
         let mut queue = vec![root];
         let mut visited = HashSet::new();
+        let mut kids = Vec::new();
         while let Some(pid) = queue.pop() {
             if !visited.insert(pid) {
                 continue;
             }
-            match children(pid) {
-                Some(kids) => queue.extend(kids),
-                None if pid == root => return self.scan(),
-                None => {}
+            let st = if pid == self.me && pid != leader {
+                None
+            } else {
+                self.stat(pid)
+            };
+            let threads = st.as_ref().map_or(0, |st| st.threads);
+            kids.clear();
+            match self.children(pid, threads, &mut kids) {
+                true => queue.extend_from_slice(&kids),
+                false if pid == root => return self.scan(),
+                false => {}
             }
-            if pid != self.me || pid == leader {
-                if let Some(st) = read_stat(pid) {
-                    seen.insert(pid, st);
-                }
+            if let Some(st) = st {
+                seen.insert(pid, st);
             }
         }
         seen
@@ -388,28 +401,85 @@ impl Reader {
         };
         dir.flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|pid| Some((pid, read_stat(pid)?)))
+            .filter_map(|pid| Some((pid, self.stat(pid)?)))
             .collect()
     }
-}
 
-fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// The children of every thread of `pid`; None when the files do not exist
-/// (the process is gone, or the kernel lacks CONFIG_PROC_CHILDREN).
-fn children(pid: u32) -> Option<Vec<u32>> {
-    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut out = Vec::new();
-    let mut any = false;
-    for task in tasks.flatten() {
-        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-            any = true;
-            out.extend(parse_children(&text));
-        }
+    fn stat(&mut self, pid: u32) -> Option<Stat> {
+        parse_stat(self.file.read(&format!("/proc/{pid}/stat")).ok()?)
     }
-    any.then_some(out)
+
+    /// Adds the children of every thread of `pid` (`threads` of them, 0 if
+    /// not known) to `out`; false when the files do not exist (the process
+    /// is gone, or the kernel lacks CONFIG_PROC_CHILDREN). A process of one
+    /// thread is read without listing its task directory.
+    fn children(&mut self, pid: u32, threads: u64, out: &mut Vec<u32>) -> bool {
+        if threads == 1 {
+            return match self.file.read(&format!("/proc/{pid}/task/{pid}/children")) {
+                Ok(text) => {
+                    out.extend(parse_children(text));
+                    true
+                }
+                Err(_) => false,
+            };
+        }
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        let mut any = false;
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if let Ok(text) = self.file.read(&format!("/proc/{pid}/task/{tid}/children")) {
+                any = true;
+                out.extend(parse_children(text));
+            }
+        }
+        any
+    }
+}
+
+/// Reads small /proc files into one buffer kept between samples: an open
+/// and, as a rule, one read — no metadata call (std's `read_to_string` asks
+/// for a size that /proc does not know) and no reading in small steps.
+///
+/// NOTE: a read shorter than the space left is taken as the end of the file:
+/// a /proc file of one record (stat, status, smaps_rollup, uptime) comes
+/// whole in its first read, and `children` lists as many pids as fit. A
+/// full buffer is grown and read on.
+#[derive(Debug, Default)]
+struct ProcFile {
+    buf: Vec<u8>,
+}
+
+impl ProcFile {
+    fn read(&mut self, path: &str) -> std::io::Result<&str> {
+        use std::io::Read;
+        let mut f = fs::File::open(path)?;
+        if self.buf.len() < 8192 {
+            self.buf.resize(8192, 0);
+        }
+        let mut len = 0;
+        loop {
+            let n = f.read(&mut self.buf[len..])?;
+            len += n;
+            if n == 0 || len < self.buf.len() {
+                break;
+            }
+            let grown = self.buf.len() * 2;
+            self.buf.resize(grown, 0);
+        }
+        if std::str::from_utf8(&self.buf[..len]).is_err() {
+            // A name (comm) need not be UTF-8: its other bytes become `?`.
+            for b in &mut self.buf[..len] {
+                if !b.is_ascii() {
+                    *b = b'?';
+                }
+            }
+        }
+        std::str::from_utf8(&self.buf[..len]).map_err(std::io::Error::other)
+    }
 }
 
 /// How often the server's usage is measured for the state file when no
@@ -602,7 +672,7 @@ mod tests {
         assert_eq!(st.name, "python3 (w) x");
         assert_eq!((st.state, st.ppid, st.pgrp), ('S', 4200, 4242));
         assert_eq!(st.ticks, 180, "150 + 30; cutime 7 and cstime 9 left out");
-        assert_eq!(st.start_ticks, 123456);
+        assert_eq!((st.start_ticks, st.threads), (123456, 3));
         assert_eq!(parse_stat("4242 (x) S 1"), None, "truncated");
         assert_eq!(parse_stat("garbage"), None);
     }
@@ -640,6 +710,7 @@ mod tests {
             pgrp,
             ticks: 0,
             start_ticks: 0,
+            threads: 1,
         }
     }
 
@@ -720,6 +791,23 @@ mod tests {
             "Server was down for 0 checks.\nCause: memory 9 MiB above MEMORY_LIMIT 8 MiB\nBiggest:\n  pid 1 a 9 MiB\n\nHost: h\n"
         );
         assert_eq!(insert_after_cause("x\n", &lines[..1]), "x\nBiggest:\n");
+    }
+
+    #[test]
+    fn proc_files_are_read_whole_into_one_buffer() {
+        let dir = std::env::temp_dir().join(format!("sm-usage-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let big = "x".repeat(20_000);
+        fs::write(dir.join("big"), &big).unwrap();
+        fs::write(dir.join("odd"), b"1 (a\xffb) S").unwrap();
+        let mut f = ProcFile::default();
+        assert_eq!(f.read(dir.join("big").to_str().unwrap()).unwrap(), big);
+        assert_eq!(
+            f.read(dir.join("odd").to_str().unwrap()).unwrap(),
+            "1 (a?b) S"
+        );
+        assert!(f.read(dir.join("none").to_str().unwrap()).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
