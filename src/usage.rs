@@ -71,7 +71,8 @@ impl Sample {
     /// CPU % of one core on average since the server started: the figure
     /// of a first sample, with none before it to compare.
     pub fn cpu_percent_average(&self) -> Option<f64> {
-        let age = self.age_seconds.filter(|&a| a > 0.0)?;
+        // Younger than half a second: too short for a figure (10 ms ticks).
+        let age = self.age_seconds.filter(|&a| a >= 0.5)?;
         Some((self.cpu_seconds / age * 100.0).max(0.0))
     }
 

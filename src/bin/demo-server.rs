@@ -548,7 +548,11 @@ impl Server {
             "/free" => ok(&self.free()),
             "/spawn" => match query_param(query, "n").map(|n| n.parse::<usize>()) {
                 Some(Ok(n)) if n <= 1000 => match self.spawn_idle(n) {
-                    Ok(()) => ok(&format!("{} idle children", self.idle.len())),
+                    Ok(()) => {
+                        let pids: Vec<String> =
+                            self.idle.iter().map(|c| c.id().to_string()).collect();
+                        ok(&format!("{} idle children: {}", pids.len(), pids.join(" ")))
+                    }
                     Err(e) => (Response::text(500, format!("{e}\n")), After::Nothing),
                 },
                 _ => (

@@ -165,9 +165,21 @@ fn status_and_check_show_memory_and_cpu_without_a_limit() {
     let env = settings(port, &[]);
     let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
     m.wait_for(SLOW, "the server running", || running(&m));
-    http_get(port, "/spawn?n=2", Duration::from_secs(10)).expect("/spawn");
+    let (_, spawned) = http_get(port, "/spawn?n=2", Duration::from_secs(10)).expect("/spawn");
+    let children: Vec<u32> = spawned
+        .trim()
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("{spawned}")))
+        .collect();
+    assert_eq!(children.len(), 2, "{spawned}");
     m.wait_for(SLOW, "usage in the state file", || {
-        state(&m).is_some_and(|s| s["usage"]["memory_bytes"].as_u64().unwrap_or(0) > 0)
+        state(&m).is_some_and(|s| {
+            s["usage"]["memory_bytes"].as_u64().unwrap_or(0) > 0
+                && s["usage"]["cpu_percent"].is_number()
+        })
     });
     let out = run(&dir, &env, &["status", "--json"], Duration::from_secs(10));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -195,4 +207,12 @@ fn status_and_check_show_memory_and_cpu_without_a_limit() {
         text.contains("; memory ") && text.contains("3 processes") && text.contains("CPU "),
         "the server and its 2 children: {text}"
     );
+
+    // The idle children are of the server's group: they end with it.
+    let mut m = m;
+    assert!(m.signal(libc::SIGTERM));
+    assert!(m.wait_exit(SLOW).is_some(), "{}", m.dump());
+    for pid in children {
+        wait_or_panic(SLOW, "the idle child gone", || !pid_alive(pid), || m.dump());
+    }
 }
