@@ -13,6 +13,9 @@ Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
   CPU between checks (utime + stime) while idle with a long interval
   heartbeat          CPU per check with HEARTBEAT_URL pinged every second
                      against without, and CPU per ping (a local sink)
+  CPU per check with MEMORY_LIMIT set, on a server with 1 and with 20
+                     processes in its group, against without (the same
+                     measurement; the limit far above what they use)
   size               of the static release binary
 Times are medians (with min and max) of --runs runs (at least 5).
 
@@ -196,12 +199,18 @@ def idle_memory(args):
         r.stop()
 
 
-def cpu_per_check(args, extra_env=None, seconds=None):
+def cpu_per_check(args, extra_env=None, spawn=0, seconds=None):
     """CPU per check at a short interval (many checks, so that the 10 ms
-    accounting tick is small beside the total), and while idle."""
+    accounting tick is small beside the total), and while idle. `spawn`:
+    idle children the server starts first (/spawn?n=N), in its group."""
     interval, seconds = 0.02, seconds or args.cpu_seconds
     r = Run(args, interval=str(interval), extra_env=extra_env)
     try:
+        if spawn:
+            got = get(r.port, f"/spawn?n={spawn}", 5)
+            if got is None or got[0] != 200:
+                raise RuntimeError(f"GET /spawn?n={spawn} failed: {got}")
+            time.sleep(0.5)
         # The demo server writes an access line per request: count those.
         log = os.path.join(r.logs, "server.log")
         def checks():
@@ -288,6 +297,22 @@ def print_heartbeat(figures):
     print(f"CPU per check, no heartbeat: {without:.3f} ms (checks at 20 ms)")
     print(f"CPU per check, heartbeat 1s: {with_beat:.3f} ms (checks at 20 ms)")
     print(f"CPU per heartbeat ping:      {per_ping:.3f} ms ({pings} pings at 20 ms)")
+def memory_cpu_per_check(args):
+    """CPU per check without MEMORY_LIMIT, and with it on a server of 1 and
+    of 20 processes: [(label, ms per check, checks)]."""
+    limit = {"MEMORY_LIMIT": "8GiB"}
+    out = []
+    for label, env, spawn in (("without MEMORY_LIMIT", None, 0),
+                              ("MEMORY_LIMIT, 1 process", limit, 0),
+                              ("MEMORY_LIMIT, 20 processes", limit, 19)):
+        ms, n = cpu_per_check(args, extra_env=env, spawn=spawn, seconds=args.memory_seconds)
+        out.append((label, ms, n))
+    return out
+
+
+def print_memory(figures):
+    for label, ms, n in figures:
+        print(f"CPU per check, {label + ':':28s} {ms:.3f} ms ({n} checks at 20 ms)")
 
 
 def cpu_idle(args):
@@ -318,6 +343,10 @@ def main():
                    help="seconds of checks for each heartbeat figure")
     p.add_argument("--heartbeat-only", action="store_true",
                    help="only the heartbeat figures (CPU per check with and without, per ping)")
+    p.add_argument("--memory-seconds", type=float, default=10,
+                   help="seconds of checks for each MEMORY_LIMIT figure")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the CPU per check with and without MEMORY_LIMIT")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument("--compare", action="store_true",
                    help="side by side with monit and supervisord + httpok (scripts/compare.py)")
@@ -352,12 +381,20 @@ def main():
         return
     print("settings: CHECK_INTERVAL=1 HEALTH_TIMEOUT=1 FAILURE_THRESHOLD=3; "
           "the demo server takes 0.06 s to start (--startup-delay 0.06)")
+    if args.memory_only:
+        figures = memory_cpu_per_check(args)
+        print_memory(figures)
+        if args.json:
+            print(json.dumps({"memory_cpu_per_check_ms": {l: ms for l, ms, _ in figures}}))
+        return
     crash = crash_to_healthy(args)
     print(f"crash (kill -9) -> healthy: {fmt(crash)}")
     hang = hang_to_healthy(args)
     print(f"hang -> healthy:            {fmt(hang)}")
     per_check, n = cpu_per_check(args)
     print(f"CPU per check:              {per_check:.3f} ms ({n} checks at 20 ms)")
+    memory = memory_cpu_per_check(args)
+    print_memory(memory)
     idle = cpu_idle(args)
     print(f"CPU between checks:         {idle:.1f} ms in {args.idle_seconds:.0f} s idle")
     beat = heartbeat_cpu(args)
@@ -371,6 +408,7 @@ def main():
             "crash_to_healthy_s": crash, "hang_to_healthy_s": hang,
             "cpu_per_check_ms": per_check, "cpu_idle_ms": idle,
             "heartbeat_cpu_per_check_ms": beat[:2], "cpu_per_ping_ms": beat[2],
+            "memory_cpu_per_check_ms": {l: ms for l, ms, _ in memory},
             "rss_kib": rss, "hwm_kib": hwm, "binary_bytes": size,
         }))
 

@@ -106,20 +106,22 @@ pub fn check(cfg: &Config) -> Result<Outcome, Error> {
         .unwrap_or_else(|| health::check(&cfg.health));
     let ms = c.latency.as_secs_f64() * 1000.0;
     let url = &cfg.health.health_url;
+    // MEMORY_LIMIT (issue 11): the server's memory and CPU, if it runs.
+    let memory = crate::usage::check_line(&cfg.log.log_dir);
     let state = match c.outcome {
         CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
-            println!("OK - {url} healthy in {ms:.1} ms");
+            println!("OK - {url} healthy in {ms:.1} ms{memory}");
             Nagios::Ok
         }
         CheckOutcome::Healthy { warnings } => {
             println!(
-                "WARNING - {url} healthy in {ms:.1} ms, but {}",
+                "WARNING - {url} healthy in {ms:.1} ms, but {}{memory}",
                 warnings.join("; ")
             );
             Nagios::Warning
         }
         CheckOutcome::Failed(reason) => {
-            println!("CRITICAL - {url} {reason} after {ms:.1} ms");
+            println!("CRITICAL - {url} {reason} after {ms:.1} ms{memory}");
             Nagios::Critical
         }
     };

@@ -41,3 +41,5 @@ pub(crate) mod state;
 #[allow(unsafe_code)]
 pub mod sys;
 pub(crate) mod tls;
+// MEMORY_LIMIT (issue 11)
+pub(crate) mod usage;

@@ -185,6 +185,10 @@ struct Monitor<'a> {
     alerts: alert::Dispatcher,
     /// HEARTBEAT_URL's pinger, when it is set.
     heartbeat: Option<crate::heartbeat::Heartbeat>,
+    /// MEMORY_LIMIT and the server's memory and CPU (src/usage.rs).
+    usage: crate::usage::Watch,
+    /// The memory measured at the last check, fed after its `Checked`.
+    memory_event: Option<Event>,
 }
 
 impl<'a> Monitor<'a> {
@@ -221,6 +225,8 @@ impl<'a> Monitor<'a> {
                     cfg.health.health_timeout,
                 )
             }),
+            usage: crate::usage::Watch::new(cfg.policy.memory_limit, now),
+            memory_event: None,
         }
     }
 
@@ -235,6 +241,8 @@ impl<'a> Monitor<'a> {
             self.handle(&mut events);
             self.chores();
             let (snap, pid) = (self.policy.snapshot(), self.server_pid());
+            // MEMORY_LIMIT (issue 11): the server's memory and CPU in the state.
+            self.state.usage(self.usage.usage());
             self.state.save(&snap, pid, Instant::now());
             self.notify.tell(&snap, pid, Instant::now());
             self.wait();
@@ -265,6 +273,8 @@ impl<'a> Monitor<'a> {
                 if let Some(next) = self.act(action) {
                     events.push_back(next);
                 }
+                // MEMORY_LIMIT (issue 11): a check's memory after its result.
+                events.extend(self.memory_event.take());
             }
         }
     }
@@ -283,6 +293,9 @@ impl<'a> Monitor<'a> {
             let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
             self.alerts.retry_due(Instant::now());
         }
+        // MEMORY_LIMIT (issue 11): without a limit, a sample once a minute.
+        let server = self.server.as_ref().map(|s| (s.pid, s.pgid));
+        self.usage.refresh_if_due(server, Instant::now());
     }
 
     /// The named deadlines the loop's wait takes the earliest of. A new
@@ -486,6 +499,13 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
+        if !verifying {
+            let server = self.server.as_ref().map(|s| (s.pid, s.pgid));
+            self.memory_event = self
+                .usage
+                .at_check(server, Instant::now())
+                .map(|(used, limit)| Event::Memory { used, limit });
+        }
         self.state.checked(LastCheck {
             time: utc_iso8601_millis(SystemTime::now()),
             healthy: c.outcome.is_healthy(),
@@ -676,7 +696,8 @@ impl<'a> Monitor<'a> {
             health_url: &self.cfg.health.health_url,
             error_tail: &tail,
         };
-        let msg = alert::render(a, &ctx);
+        let mut msg = alert::render(a, &ctx);
+        self.usage.annotate(a, &mut msg.body);
         let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }

@@ -45,7 +45,14 @@
 //!   that fails before that goes back to given-up with no second "Down". A
 //!   verified planned restart out of give-up is a recovery at once;
 //! - without a server command nothing can be restarted: a due restart gives up
-//!   at once (watch-and-alert mode).
+//!   at once (watch-and-alert mode);
+//! - MEMORY_LIMIT (SPEC 8): the group's memory above the limit at
+//!   `FAILURE_THRESHOLD` checks in a row makes a restart due like failed
+//!   checks do (an attempt; cause `memory 612 MiB above MEMORY_LIMIT 512 MiB`);
+//!   one sample under the limit resets that count, so one spike never
+//!   restarts; a sample over the limit breaks the stable period, and a
+//!   healthy check does not cancel a memory restart the cooldown holds, nor
+//!   ends a give-up while the last sample was over the limit.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -81,6 +88,12 @@ pub enum Event {
     /// Someone asked for a restart (`server-monitor restart`).
     PlannedRestart {
         by: String,
+    },
+    /// MEMORY_LIMIT: the memory of the server's group measured at a check,
+    /// fed after that check's [`Event::Checked`]; bytes.
+    Memory {
+        used: u64,
+        limit: u64,
     },
 }
 
@@ -291,6 +304,8 @@ pub struct Policy {
     down_alerted: bool,
     /// The failed checks of the open episode, for its "Recovered" alert.
     down_failures: u32,
+    /// Checks in a row with the memory above MEMORY_LIMIT.
+    memory_over: u32,
 }
 
 /// What a monitor that starts again takes over from the one before it (the
@@ -372,6 +387,7 @@ impl Policy {
             last_error: None,
             down_alerted: false,
             down_failures: 0,
+            memory_over: 0,
         }
     }
 
@@ -484,6 +500,7 @@ impl Policy {
                 }
             }
             Event::Exited(cause) => self.exited(cause, now, &mut out),
+            Event::Memory { used, limit } => self.memory(used, limit, now, &mut out),
             Event::PlannedRestart { by } => {
                 if !self.can_restart {
                     out.push(Action::Note(Note::CannotRestart { by }));
@@ -609,7 +626,8 @@ impl Policy {
                     }
                 }
             }
-            Phase::Pending { .. } => {
+            // A healthy answer does not cancel a restart that memory made due.
+            Phase::Pending { .. } if self.memory_over < self.rules.failure_threshold => {
                 if healthy {
                     self.failures = 0;
                     self.phase = Phase::Running {
@@ -621,13 +639,46 @@ impl Policy {
                     self.last_error = Some(reason);
                 }
             }
-            Phase::GivenUp { .. } => {
+            Phase::Pending { .. } => {
                 if healthy {
-                    self.recovered(now, out);
+                    self.failures = 0;
                 } else {
                     self.failures += 1;
                     self.last_error = Some(reason);
                 }
+            }
+            Phase::GivenUp { .. } => {
+                // Answering while still over MEMORY_LIMIT is not recovered.
+                if healthy && self.memory_over == 0 {
+                    self.recovered(now, out);
+                } else if !healthy {
+                    self.failures += 1;
+                    self.last_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// MEMORY_LIMIT: a count of samples over the limit in a row, like the
+    /// failure count; samples during a start are not the running server's.
+    fn memory(&mut self, used: u64, limit: u64, now: Instant, out: &mut Vec<Action>) {
+        if matches!(
+            self.phase,
+            Phase::Idle | Phase::Starting { .. } | Phase::Verifying { .. }
+        ) {
+            return;
+        }
+        if used <= limit {
+            self.memory_over = 0;
+            return;
+        }
+        self.memory_over += 1;
+        if let Phase::Running { healthy_since } = &mut self.phase {
+            *healthy_since = None;
+            if self.memory_over >= self.rules.failure_threshold {
+                let cause = memory_cause(used, limit, self.rules.memory_limit);
+                self.last_error = Some(cause.clone());
+                self.restart_due(cause, self.failures, now, out);
             }
         }
     }
@@ -785,6 +836,7 @@ impl Policy {
             self.attempts += 1;
             self.last_restart = Some(now);
         }
+        self.memory_over = 0;
         self.phase = Phase::Starting { kind: kind.clone() };
         out.push(Action::Start(kind));
     }
@@ -814,6 +866,23 @@ impl Policy {
         };
     }
 }
+
+/// The cause of a memory restart: `memory 612 MiB above MEMORY_LIMIT 512 MiB`
+/// (a percentage adds the setting: `... MEMORY_LIMIT 1638 MiB (80%)`).
+pub fn memory_cause(used: u64, limit: u64, setting: Option<crate::config::MemoryLimit>) -> String {
+    let mut s = format!(
+        "{MEMORY_CAUSE_PREFIX}{} above MEMORY_LIMIT {}",
+        crate::usage::mib(used),
+        crate::usage::mib(limit)
+    );
+    if let Some(p @ crate::config::MemoryLimit::Percent(_)) = setting {
+        s.push_str(&format!(" ({p})"));
+    }
+    s
+}
+
+/// How every [`memory_cause`] begins.
+pub const MEMORY_CAUSE_PREFIX: &str = "memory ";
 
 /// The gap before the next verification probe: a tenth of the time waited so
 /// far, between 5 ms and 250 ms — quick for a fast server, cheap for a slow one.
@@ -1702,5 +1771,163 @@ mod tests {
             all
         };
         assert_eq!(run(0), run(1_000_000));
+    }
+
+    const LIMIT: u64 = 512 << 20;
+
+    fn memory(mib: u64) -> Event {
+        Event::Memory {
+            used: mib << 20,
+            limit: LIMIT,
+        }
+    }
+
+    /// One regular healthy check at `secs` with the group at `mib` MiB; a
+    /// restart it brings is carried out and verified at once.
+    fn memory_check_at(s: &mut Scenario, secs: f64, mib: u64) -> Vec<Action> {
+        s.at(secs);
+        let mut all = s.feed(Event::Tick);
+        if all.contains(&Action::Check) {
+            all.extend(s.feed(healthy()));
+            all.extend(s.feed(memory(mib)));
+        }
+        if all.iter().any(|a| matches!(a, Action::Start(_))) {
+            s.feed(Event::Spawned);
+            assert!(s.feed(Event::Tick).contains(&Action::Check));
+            all.extend(s.feed(healthy()));
+        }
+        all
+    }
+
+    #[test]
+    fn memory_cause_names_the_figure_and_the_limit() {
+        use crate::config::MemoryLimit;
+        assert_eq!(
+            memory_cause(612 << 20, LIMIT, Some(MemoryLimit::Bytes(LIMIT))),
+            "memory 612 MiB above MEMORY_LIMIT 512 MiB"
+        );
+        assert_eq!(
+            memory_cause(2000 << 20, 1638 << 20, Some(MemoryLimit::Percent(80.0))),
+            "memory 2000 MiB above MEMORY_LIMIT 1638 MiB (80%)"
+        );
+    }
+
+    #[test]
+    fn memory_restarts_after_threshold_samples_over_limit() {
+        let mut s = Scenario::running(rules());
+        assert!(memory_check_at(&mut s, 10.0, 612).is_empty() || s.restarts() == 0);
+        memory_check_at(&mut s, 20.0, 612);
+        assert_eq!(s.restarts(), 0, "2 samples over a threshold of 3");
+        memory_check_at(&mut s, 30.0, 612);
+        let cause = "memory 612 MiB above MEMORY_LIMIT 512 MiB".to_string();
+        assert_eq!(
+            s.starts.last(),
+            Some(&StartKind::Restart {
+                attempt: 1,
+                cause: cause.clone(),
+                down_checks: 0,
+            })
+        );
+        assert_eq!(
+            s.alerts,
+            vec![Alert::Restarted {
+                down_checks: 0,
+                cause,
+            }]
+        );
+        // The new server's count starts from zero.
+        memory_check_at(&mut s, 40.0, 612);
+        memory_check_at(&mut s, 50.0, 612);
+        assert_eq!(s.restarts(), 1);
+    }
+
+    #[test]
+    fn one_memory_spike_never_restarts() {
+        let mut s = Scenario::running(rules());
+        // Spikes of one and of two samples, each followed by one under the
+        // limit, for 30 checks.
+        let pattern = [900, 100, 900, 900, 100];
+        for i in 0..30 {
+            memory_check_at(&mut s, 10.0 * f64::from(i + 1), pattern[i as usize % 5]);
+        }
+        assert_eq!(s.restarts(), 0);
+        assert!(s.alerts.is_empty());
+        assert_eq!(s.phase(), PhaseName::Running);
+    }
+
+    #[test]
+    fn memory_at_the_limit_is_not_over_it() {
+        let mut s = Scenario::running(rules());
+        for i in 1..=10 {
+            memory_check_at(&mut s, 10.0 * f64::from(i), 512);
+        }
+        assert_eq!(s.restarts(), 0);
+    }
+
+    #[test]
+    fn memory_restart_counts_as_an_attempt() {
+        let mut s = Scenario::running(rules());
+        for i in 1..=30 {
+            memory_check_at(&mut s, 10.0 * f64::from(i), 700);
+            if i == 3 {
+                assert_eq!(s.p.snapshot().attempts, 1);
+            }
+        }
+        // Always over the limit: never stable, so the attempts add up to the
+        // limit and the monitor gives up once, naming the memory.
+        assert_eq!(s.restarts(), 3, "{:?}", s.starts);
+        let downs: Vec<_> = s.alerts.iter().filter(|a| is_down(a)).collect();
+        assert!(
+            matches!(downs[..], [Alert::Down { attempts: 3, cause, .. }]
+                if cause == "memory 700 MiB above MEMORY_LIMIT 512 MiB"),
+            "{downs:?}"
+        );
+        assert_eq!(s.phase(), PhaseName::GivenUp);
+        assert!(!s.alerts.iter().any(is_recovered), "still over the limit");
+        // Someone fixed the leak: under the limit, then the next healthy
+        // check ends the episode.
+        memory_check_at(&mut s, 310.0, 100);
+        memory_check_at(&mut s, 320.0, 100);
+        assert!(s.alerts.last().is_some_and(is_recovered), "{:?}", s.alerts);
+    }
+
+    #[test]
+    fn memory_restart_deferred_by_cooldown_is_not_cancelled_by_a_healthy_check() {
+        let mut s = Scenario::running(rules());
+        for t in [10.0, 20.0, 30.0] {
+            memory_check_at(&mut s, t, 700);
+        }
+        assert_eq!(s.restarts(), 1, "restarted at 30 s; cooldown until 90 s");
+        for t in [40.0, 50.0, 60.0] {
+            memory_check_at(&mut s, t, 700);
+        }
+        assert_eq!(s.phase(), PhaseName::RestartPending);
+        memory_check_at(&mut s, 70.0, 700);
+        memory_check_at(&mut s, 80.0, 100);
+        assert_eq!(
+            s.phase(),
+            PhaseName::RestartPending,
+            "healthy answers do not cancel it"
+        );
+        memory_check_at(&mut s, 90.0, 700);
+        assert_eq!(s.restarts(), 2);
+    }
+
+    #[test]
+    fn memory_samples_during_a_start_are_ignored() {
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        for _ in 0..5 {
+            assert!(s.feed(memory(900)).is_empty());
+        }
+        s.feed(Event::Spawned);
+        for _ in 0..5 {
+            assert!(s.feed(memory(900)).is_empty());
+        }
+        s.feed(Event::Tick);
+        s.feed(healthy());
+        memory_check_at(&mut s, 10.0, 900);
+        memory_check_at(&mut s, 20.0, 900);
+        assert_eq!(s.restarts(), 0, "the count began after the verification");
     }
 }

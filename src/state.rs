@@ -54,6 +54,10 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
+    /// The server's memory and CPU, measured at every check with
+    /// MEMORY_LIMIT, else at most once a minute (src/usage.rs).
+    #[serde(default)]
+    pub usage: Option<crate::usage::Usage>,
     /// The last HEARTBEAT_URL ping and its result (never the URL).
     #[serde(default)]
     pub last_heartbeat: Option<LastHeartbeat>,
@@ -189,6 +193,14 @@ impl Writer {
         self.state.last_heartbeat = Some(ping);
     }
 
+    /// MEMORY_LIMIT (issue 11): the server's last measured memory and CPU;
+    /// like the last check, it alone does not make a write significant.
+    pub fn usage(&mut self, usage: Option<&crate::usage::Usage>) {
+        if self.state.usage.as_ref() != usage {
+            self.state.usage = usage.cloned();
+        }
+    }
+
     /// A planned restart was asked for; it replaces the one before.
     pub fn planned_restart_requested(&mut self, p: PlannedRestart) {
         self.state.planned_restart = Some(p);
@@ -216,11 +228,13 @@ impl Writer {
         // is significant.
         let check = self.state.last_check.take();
         let beat = self.state.last_heartbeat.take();
+        let usage = self.state.usage.take();
         let beat_ok = beat.as_ref().map(|b| b.ok);
         let significant = self.saved.as_ref() != Some(&self.state)
             || beat_ok != self.written_heartbeat.as_ref().map(|b| b.ok);
         self.state.last_check = check;
         self.state.last_heartbeat = beat;
+        self.state.usage = usage;
         let unchanged = self.state.last_check == self.written_check
             && self.state.last_heartbeat == self.written_heartbeat;
         if !significant && (unchanged || now < self.written_at + REFRESH) {
@@ -229,6 +243,7 @@ impl Writer {
         self.saved = Some(State {
             last_check: None,
             last_heartbeat: None,
+            usage: None,
             ..self.state.clone()
         });
         self.written_check = self.state.last_check.clone();
@@ -328,6 +343,9 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             "last check:     {} {result} ({:.1} ms)",
             c.time, c.latency_ms
         );
+    }
+    if let Some(u) = &s.usage {
+        let _ = writeln!(out, "memory:         {} at {}", u.summary(), u.time);
     }
     let _ = writeln!(out, "failures:       {} in a row", s.consecutive_failures);
     let _ = writeln!(
@@ -484,6 +502,49 @@ mod tests {
         let last = on_disk();
         assert_eq!((last.phase, last.server_pid), (PhaseName::Stopped, None));
         assert!(last.updated_unix_ms > 0 && !last.updated.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// MEMORY_LIMIT (issue 11): a new memory sample is written like a new
+    /// last check, held back within REFRESH, never a write of its own.
+    #[test]
+    fn a_new_usage_alone_is_not_a_significant_write() {
+        let dir = std::env::temp_dir().join(format!("sm-state-usage-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let t0 = Instant::now();
+        let mut w = Writer::new(&dir, State::default(), t0);
+        let snap = Snapshot {
+            phase: PhaseName::Running,
+            failures: 0,
+            attempts: 0,
+            last_error: None,
+        };
+        let usage = |bytes| crate::usage::Usage {
+            memory_bytes: bytes,
+            ..crate::usage::Usage::default()
+        };
+        let check = |ms| LastCheck {
+            latency_ms: ms,
+            ..LastCheck::default()
+        };
+        let on_disk = || read(&dir).unwrap();
+        w.checked(check(1.0));
+        w.usage(Some(&usage(100)));
+        w.save(&snap, Some(9), t0);
+        assert_eq!(on_disk().usage, Some(usage(100)));
+        // A new sample with a new check, within REFRESH: held back.
+        w.checked(check(2.0));
+        w.usage(Some(&usage(200)));
+        w.save(&snap, Some(9), t0 + Duration::from_secs(1));
+        assert_eq!(on_disk().usage, Some(usage(100)));
+        // Once REFRESH has passed, written with the check.
+        w.save(&snap, Some(9), t0 + REFRESH + Duration::from_secs(1));
+        assert_eq!(on_disk().usage, Some(usage(200)));
+        assert_eq!(on_disk().last_check, Some(check(2.0)));
+        // The last write keeps the last sample.
+        w.usage(Some(&usage(300)));
+        w.finish(&snap, None);
+        assert_eq!(on_disk().usage, Some(usage(300)));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -526,6 +526,14 @@ pub fn execve(
     io::Error::last_os_error()
 }
 
+/// Clock ticks per second of the CPU times in /proc/PID/stat (USER_HZ;
+/// 100 where sysconf cannot say).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod it {
     mod hostile;
     mod http;
     mod lifecycle;
+    mod memory;
     mod process;
     mod properties;
     mod restart;

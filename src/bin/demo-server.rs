@@ -36,7 +36,9 @@ A small HTTP server that answers GET /health and can be told to misbehave.
 
 Endpoints (GET): /health, /crash[?signal=N], /hang, /fail, /unhealthy, /warn,
 /recover, /spew?n=N, /stderr?msg=TEXT, /elsewhere (a healthy /health, the
-target of the `redirect` fault).
+target of the `redirect` fault), /leak?mb=N (allocate and touch N MiB more and
+hold it; mb=0 releases), /free (release it), /spawn?n=N (start N idle child
+processes in this process group).
 
 Fault file (read at start and at each /health): ok | fail | unhealthy | warn |
 hang | crash | trickle | redirect | big | slow-start=SECS";
@@ -168,6 +170,8 @@ fn run(options: &Options, started: Instant) -> Result<(), String> {
         started,
         mode: Mode::Normal,
         fault_file: options.fault_file.clone(),
+        leaked: Vec::new(),
+        idle: Vec::new(),
     };
     for stream in listener.incoming() {
         match stream {
@@ -384,6 +388,11 @@ struct Server {
     started: Instant,
     mode: Mode,
     fault_file: Option<PathBuf>,
+    /// What `/leak` allocated: one block per request, every page written.
+    leaked: Vec<Vec<u8>>,
+    /// What `/spawn` started: idle processes of our group (a stop of the
+    /// group ends them with us).
+    idle: Vec<std::process::Child>,
 }
 
 /// One answer. `trickle` sends the body one byte a second.
@@ -524,9 +533,65 @@ impl Server {
                 let _ = err.flush();
                 ok("written to stderr")
             }
+            "/leak" => match query_param(query, "mb").map(|n| n.parse::<usize>()) {
+                Some(Ok(0)) => ok(&self.free()),
+                Some(Ok(mb)) if mb <= 65_536 => {
+                    // A non-zero fill writes every page: resident, not just reserved.
+                    self.leaked.push(vec![0x5a; mb << 20]);
+                    ok(&format!("holding {} MiB", self.leaked_mib()))
+                }
+                _ => (
+                    Response::text(400, "expected /leak?mb=MIB (0 to 65536)\n"),
+                    After::Nothing,
+                ),
+            },
+            "/free" => ok(&self.free()),
+            "/spawn" => match query_param(query, "n").map(|n| n.parse::<usize>()) {
+                Some(Ok(n)) if n <= 1000 => match self.spawn_idle(n) {
+                    Ok(()) => {
+                        let pids: Vec<String> =
+                            self.idle.iter().map(|c| c.id().to_string()).collect();
+                        ok(&format!("{} idle children: {}", pids.len(), pids.join(" ")))
+                    }
+                    Err(e) => (Response::text(500, format!("{e}\n")), After::Nothing),
+                },
+                _ => (
+                    Response::text(400, "expected /spawn?n=COUNT (0 to 1000)\n"),
+                    After::Nothing,
+                ),
+            },
             "/" => ok(HELP),
             _ => (Response::text(404, "not found\n"), After::Nothing),
         }
+    }
+
+    fn leaked_mib(&self) -> usize {
+        self.leaked.iter().map(|b| b.len() >> 20).sum()
+    }
+
+    /// Releases what `/leak` holds (a block this big is its own mapping:
+    /// freeing it gives the memory back to the system).
+    fn free(&mut self) -> String {
+        let mib = self.leaked_mib();
+        self.leaked = Vec::new();
+        format!("released {mib} MiB")
+    }
+
+    /// Starts `n` more idle processes (this binary with `--grandchild`) in
+    /// our process group, with no pipes of ours.
+    fn spawn_idle(&mut self, n: usize) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+        for _ in 0..n {
+            let child = Command::new(&exe)
+                .arg("--grandchild")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start an idle child: {e}"))?;
+            self.idle.push(child);
+        }
+        Ok(())
     }
 
     /// The /health answer: the fault file first (re-read now), then the mode.
