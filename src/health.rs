@@ -38,6 +38,17 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct Check {
     pub outcome: CheckOutcome,
     pub latency: Duration,
+    /// What a healthy JSON body told of the server (for the history's day
+    /// summary); all `None` for a failed check or a body without them.
+    pub figures: Figures,
+}
+
+/// The health body's memory %, CPU % and database ms, when present.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub memory_percent: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub db_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,19 +131,20 @@ pub fn check(settings: &HealthSettings) -> Check {
 /// [`check`] with the TLS configuration kept in `tls` between checks.
 pub fn check_with(settings: &HealthSettings, tls: &mut TlsCache) -> Check {
     let started = Instant::now();
-    let outcome = match fetch(settings, tls) {
+    let (outcome, figures) = match fetch(settings, tls) {
         Ok((code, body, location)) => {
-            let mut outcome = classify(code, &body, settings);
+            let (mut outcome, figures) = classify_with_figures(code, &body, settings);
             if let CheckOutcome::Failed(Reason::Redirect { location: l, .. }) = &mut outcome {
                 *l = location;
             }
-            outcome
+            (outcome, figures)
         }
-        Err(reason) => CheckOutcome::Failed(reason),
+        Err(reason) => (CheckOutcome::Failed(reason), Figures::default()),
     };
     Check {
         outcome,
         latency: started.elapsed(),
+        figures,
     }
 }
 
@@ -238,6 +250,7 @@ impl Checker {
                 return Some(Check {
                     outcome: CheckOutcome::Failed(Reason::TimedOut),
                     latency: started.elapsed(),
+                    figures: Figures::default(),
                 });
             }
             match worker.results.recv_timeout(GIVE_UP_POLL) {
@@ -257,6 +270,7 @@ impl Checker {
         Some(Check {
             outcome: CheckOutcome::Failed(Reason::Other(CLIENT_FAILED.into())),
             latency: started.elapsed(),
+            figures: Figures::default(),
         })
     }
 }
@@ -348,24 +362,33 @@ fn from_io(err: io::Error) -> Reason {
 
 /// Pure: what a response with this status code and body means.
 pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutcome {
+    classify_with_figures(code, body, settings).0
+}
+
+/// [`classify`], and the body's figures when it was healthy.
+pub fn classify_with_figures(
+    code: u16,
+    body: &[u8],
+    settings: &HealthSettings,
+) -> (CheckOutcome, Figures) {
+    let failed = |r| (CheckOutcome::Failed(r), Figures::default());
     if (300..400).contains(&code) {
-        return CheckOutcome::Failed(Reason::Redirect {
+        return failed(Reason::Redirect {
             code,
             location: None,
         });
     }
     if !(200..300).contains(&code) {
-        return CheckOutcome::Failed(Reason::Http(code));
+        return failed(Reason::Http(code));
     }
     if body.len() > MAX_BODY {
-        return CheckOutcome::Failed(Reason::BodyTooLarge);
+        return failed(Reason::BodyTooLarge);
     }
     // Not JSON, or JSON nested deeper than serde_json's limit: the 2xx decides.
     let Ok(serde_json::Value::Object(json)) = serde_json::from_slice::<serde_json::Value>(body)
     else {
-        return CheckOutcome::Healthy {
-            warnings: Vec::new(),
-        };
+        let warnings = Vec::new();
+        return (CheckOutcome::Healthy { warnings }, Figures::default());
     };
     if let Some(serde_json::Value::String(status)) = json.get("status") {
         let healthy = settings
@@ -373,16 +396,19 @@ pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutco
             .iter()
             .any(|ok| ok.eq_ignore_ascii_case(status.trim()));
         if !healthy {
-            return CheckOutcome::Failed(Reason::Status(status.clone()));
+            return failed(Reason::Status(status.clone()));
         }
     }
-    CheckOutcome::Healthy {
-        warnings: warnings(&json, settings),
-    }
+    let (warnings, figures) = warnings(&json, settings);
+    (CheckOutcome::Healthy { warnings }, figures)
 }
 
-/// The WARN_* thresholds a healthy body passes, as readable lines.
-fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSettings) -> Vec<String> {
+/// The WARN_* thresholds a healthy body passes, as readable lines, and the
+/// figures they were judged on.
+fn warnings(
+    json: &serde_json::Map<String, serde_json::Value>,
+    s: &HealthSettings,
+) -> (Vec<String>, Figures) {
     let num = |path: &[&str]| -> Option<f64> {
         let mut v = json.get(path[0])?;
         for key in &path[1..] {
@@ -391,9 +417,15 @@ fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSetting
         v.as_f64().filter(|x| x.is_finite())
     };
     let mut out = Vec::new();
+    let mut figures = Figures {
+        memory_percent: None,
+        cpu_percent: num(&["system", "cpuUsage", "percent"]),
+        db_ms: num(&["services", "database", "responseTime"]),
+    };
     if let (Some(used), Some(total)) = (num(&["memory", "used"]), num(&["memory", "total"])) {
         if total > 0.0 {
             let percent = used / total * 100.0;
+            figures.memory_percent = Some(percent);
             if percent > s.warn_memory_percent {
                 out.push(format!(
                     "memory at {percent:.1}% (used {used} of {total}), above {}%",
@@ -415,7 +447,7 @@ fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSetting
             ));
         }
     }
-    out
+    (out, figures)
 }
 
 #[cfg(test)]

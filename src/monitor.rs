@@ -233,6 +233,7 @@ struct Monitor<'a> {
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
+    history: crate::history::Recorder, // history hook (issue 12)
 }
 
 impl<'a> Monitor<'a> {
@@ -268,6 +269,7 @@ impl<'a> Monitor<'a> {
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
+            history: crate::history::Recorder::open(&cfg.log.log_dir, cfg.log.history_days), // history hook
         }
     }
 
@@ -297,7 +299,9 @@ impl<'a> Monitor<'a> {
             while let Some(event) = events.pop_front() {
                 // NOTE: a batch is always carried out whole, even when a
                 // signal came meanwhile: it may hold an alert.
-                for action in self.policy.handle(event, Instant::now()) {
+                let actions = self.policy.handle(event.clone(), Instant::now());
+                (self.history).observe(&event, &actions, self.policy.snapshot().phase); // history hook
+                for action in actions {
                     if let Some(next) = self.act(action) {
                         events.push_back(next);
                     }
@@ -434,6 +438,9 @@ impl<'a> Monitor<'a> {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
         };
+        if !verifying {
+            self.history.sample(&c); // history hook
+        }
         let ms = (c.latency.as_secs_f64() * 10_000.0).round() / 10.0;
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
@@ -816,6 +823,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn housekeeping(&mut self) {
+        self.history.tick(); // history hook: day line, heartbeat, hourly pruning
         self.restore_files();
         let now = Instant::now();
         if now < self.next_sweep {
@@ -927,6 +935,7 @@ impl<'a> Monitor<'a> {
         self.state.updated = utc_iso8601_millis(SystemTime::now());
         self.state.updated_unix_ms = crate::logging::unix_millis(SystemTime::now());
         let _ = state::write(&dir, &self.state, true);
+        self.history.stop(); // history hook
         log::info!("monitor stopped");
         log::logger().flush();
     }
@@ -999,11 +1008,13 @@ pub fn status(cfg: &Config, json: bool) -> i32 {
         Ok(s) if json => {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             v["monitor_running"] = serde_json::Value::Bool(running);
+            crate::report::status_json(dir, &mut v); // issue 12
             println!("{v}");
             0
         }
         Ok(s) => {
             print!("{}", state::render(&s, running));
+            print!("{}", crate::report::status_text(dir)); // issue 12
             0
         }
         Err(e) => {
@@ -1046,7 +1057,8 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
         Command::Restart => crate::restart::run(cfg),
         Command::TestAlert => alert::test_alert(cfg),
         // NOTE: parsed, and being built (issues 11 and 12).
-        Command::Pause { .. } | Command::Resume | Command::Report(_) => {
+        Command::Report(request) => crate::report::run(cfg, request), // issue 12
+        Command::Pause { .. } | Command::Resume => {
             eprintln!("server-monitor: this subcommand is not built yet");
             1
         }
