@@ -15,7 +15,7 @@
 //! | `e` | fields | written |
 //! | --- | --- | --- |
 //! | `start` | `pid`; `prev`: the previous monitor's last sign of life (its state file's `updated_unix_ms`), when known | when a monitor starts |
-//! | `state` | `s`: `healthy`, `failing`, `down`, `restarting`, `paused`, `given-up`; `cause`, `detail` (optional text); `planned: true` on a planned restart; `restart: true` when the start counts as a restart; `carry: true` on the first line of a month file (the state goes on, nothing happened) | the moment the state changes |
+//! | `state` | `s`: `healthy`, `failing`, `down`, `restarting`, `paused`, `given-up`; `cause`, `detail` (optional text); `planned: true` on a start made on purpose (the first start, `server-monitor restart`); `restart: true` when the start counts as a restart; `carry: true` on the first line of a month file (the state goes on, nothing happened) | the moment the state changes |
 //! | `hb` | — | every [`recorder::HEARTBEAT`] when nothing else was written |
 //! | `day` | `d` (`YYYY-MM-DD`), `checks`, `fail`, `lat` (the latency histogram: `[[bucket, count], …]`, see [`Histogram`]), `lat_max` (ms), and `mem`, `cpu`, `db` as `[sum, count, max]` when the body had them | at UTC midnight, and at monitor stop for the part of the day seen (the reader adds up lines of the same day) |
 //! | `stop` | — | when a monitor stops on purpose |

@@ -30,7 +30,7 @@ use crate::policy::{Action, Event, Note, StartKind};
 /// A heartbeat line when nothing else was written for this long: the next
 /// monitor without a state file to go by counts at most this much of a
 /// crash's gap as observed.
-pub const HEARTBEAT: Duration = Duration::from_secs(600);
+pub const HEARTBEAT: Duration = Duration::from_secs(900);
 /// How often old month files are looked for.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A month file stops growing here (a server flapping every second); the
@@ -141,7 +141,11 @@ impl Tracker {
 fn start_change(kind: &StartKind) -> Change {
     let c = Change::to(Status::Restarting);
     match kind {
-        StartKind::First => c.because("first start"),
+        // On purpose, like a planned restart: down only if it fails.
+        StartKind::First => Change {
+            planned: true,
+            ..c.because("first start")
+        },
         StartKind::Restart { attempt, cause, .. } => Change {
             restart: true,
             ..c.because(cause.clone())

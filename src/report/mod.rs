@@ -7,8 +7,9 @@
 //! - time is split into segments by the state lines; `healthy` is up;
 //!   `failing`, `down`, `restarting` and `given-up` are down, so downtime
 //!   begins at the first failed check; `paused` is neither;
-//! - a planned restart (`server-monitor restart`) is up when the next state
-//!   is `healthy` (the new server passed its verification), down otherwise;
+//! - a start made on purpose (the monitor's first start, `server-monitor
+//!   restart`) is up when the next state is `healthy` (the new server passed
+//!   its verification), down otherwise;
 //! - time the monitor did not run is *not observed*, neither up nor down: a
 //!   run ends at its `stop` line or, after a crash, at its last sign of life
 //!   (its last line, or the `prev` of the next `start`: the state file's
@@ -464,20 +465,21 @@ pub fn run(cfg: &Config, request: &ReportRequest) -> u8 {
         }
     };
     let service = &cfg.alert.service_name;
-    match &request.format {
-        ReportFormat::Text => print!("{}", text(&report, service)),
-        ReportFormat::Json => println!("{}", json(&report, service)),
-        ReportFormat::Csv => print!("{}", csv(&report)),
+    let out = match &request.format {
+        ReportFormat::Text => text(&report, service),
+        ReportFormat::Json => format!("{}\n", json(&report, service)),
+        ReportFormat::Csv => csv(&report),
         ReportFormat::Html(path) => {
-            if let Err(e) =
-                crate::files::write_atomic(path, page(&report, service).as_bytes(), false)
-            {
+            let page = page(&report, service);
+            if let Err(e) = crate::files::write_atomic(path, page.as_bytes(), false) {
                 eprintln!("server-monitor: cannot write {}: {e}", path.display());
                 return 1;
             }
-            println!("wrote {}", path.display());
+            format!("wrote {}\n", path.display())
         }
-    }
+    };
+    // A closed pipe (`| head`) is no reason to panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
     0
 }
 
