@@ -17,6 +17,7 @@ mod it {
     mod lifecycle;
     mod process;
     mod properties;
+    mod report_html;
     mod restart;
     mod service;
 }

@@ -15,7 +15,7 @@ use crate::history::day_name;
 const W: f64 = 1000.0;
 const H: f64 = 220.0;
 const LEFT: f64 = 60.0;
-const RIGHT: f64 = 15.0;
+const RIGHT: f64 = 45.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 30.0;
 
