@@ -532,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn body_figures_are_kept_for_the_history() {
+        let body = br#"{"status":"healthy","memory":{"used":150,"total":1000},
+            "system":{"cpuUsage":{"percent":5.5}},"services":{"database":{"responseTime":45}}}"#;
+        let (_, f) = classify_with_figures(200, body, &settings());
+        assert_eq!(f.memory_percent, Some(15.0));
+        assert_eq!((f.cpu_percent, f.db_ms), (Some(5.5), Some(45.0)));
+        let (_, none) = classify_with_figures(503, body, &settings());
+        assert_eq!(none, Figures::default());
+    }
+
+    #[test]
     fn thresholds_warn_but_stay_healthy() {
         let calm = r#"{"status":"healthy","memory":{"used":150,"total":16384},
             "system":{"cpuUsage":{"percent":5.2}},"services":{"database":{"responseTime":45}}}"#;

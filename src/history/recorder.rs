@@ -491,6 +491,33 @@ mod tests {
     }
 
     #[test]
+    fn the_recorder_appends_whole_lines_to_a_0640_month_file_in_a_0750_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sm-recorder-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = Recorder::open(&dir, 400);
+        r.observe(&healthy(), &[], "running");
+        r.sample(&Check {
+            outcome: CheckOutcome::Healthy { warnings: vec![] },
+            latency: Duration::from_millis(3),
+            figures: Default::default(),
+        });
+        r.stop();
+        let files = super::super::month_files(&dir);
+        assert_eq!(files.len(), 1);
+        let text = std::fs::read_to_string(&files[0].0).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["e"].to_string())
+            .collect();
+        assert_eq!(kinds, ["\"start\"", "\"state\"", "\"day\"", "\"stop\""]);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&files[0].0), 0o640);
+        assert_eq!(mode(&dir.join(super::super::DIR)), 0o750);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_pause_hides_changes_until_resume_tells_the_state_then() {
         let mut t = Tracker::default();
         t.observe(&healthy(), &[], "running");

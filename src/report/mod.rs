@@ -302,11 +302,10 @@ pub fn account(records: &[Record], period: Period, alive_until: Option<i64>) -> 
         match s.class {
             Class::Up => {
                 r.up += len;
+                // After a gap or a pause, it ended some time unseen: the
+                // incident ends where it was last seen down.
                 if let Some(mut i) = open.take() {
                     i.end = last_down_end;
-                    if s.from > last_down_end {
-                        // Up again after a gap: recovered some time unseen.
-                    }
                     r.incidents.push(i);
                 }
             }
