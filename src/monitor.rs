@@ -300,7 +300,8 @@ impl<'a> Monitor<'a> {
                 // NOTE: a batch is always carried out whole, even when a
                 // signal came meanwhile: it may hold an alert.
                 let actions = self.policy.handle(event.clone(), Instant::now());
-                (self.history).observe(&event, &actions, self.policy.snapshot().phase); // history hook
+                self.history
+                    .observe(&event, &actions, self.policy.snapshot().phase); // history hook
                 for action in actions {
                     if let Some(next) = self.act(action) {
                         events.push_back(next);
