@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{day_of, file_name, Change, DaySummary, Record, Status};
 use crate::health::{Check, CheckOutcome};
-use crate::policy::{Action, Event, Note, StartKind};
+use crate::policy::{Action, Event, Note, PhaseName, StartKind};
 
 /// A heartbeat line when nothing else was written for this long: the next
 /// monitor without a state file to go by counts at most this much of a
@@ -52,11 +52,11 @@ pub struct Tracker {
 impl Tracker {
     /// The changes `event`, and the `actions` the policy answered it with,
     /// make; `phase` is the policy's phase after it (`Snapshot::phase`).
-    pub fn observe(&mut self, event: &Event, actions: &[Action], phase: &str) -> Vec<Change> {
+    pub fn observe(&mut self, event: &Event, actions: &[Action], phase: PhaseName) -> Vec<Change> {
         let mut out = Vec::new();
-        let starting = matches!(phase, "starting" | "verifying");
+        let starting = matches!(phase, PhaseName::Starting | PhaseName::Verifying);
         match event {
-            Event::Checked(CheckOutcome::Healthy { .. }) if phase == "running" => {
+            Event::Checked(CheckOutcome::Healthy { .. }) if phase == PhaseName::Running => {
                 self.set(Change::to(Status::Healthy), &mut out)
             }
             Event::Checked(CheckOutcome::Failed(reason))
@@ -67,9 +67,10 @@ impl Tracker {
                     &mut out,
                 )
             }
-            Event::Exited(cause) if self.current() != Some(Status::GivenUp) => {
-                self.set(Change::to(Status::Down).because(cause.clone()), &mut out)
-            }
+            Event::Exited(cause) if self.current() != Some(Status::GivenUp) => self.set(
+                Change::to(Status::Down).because(cause.to_string()),
+                &mut out,
+            ),
             _ => {}
         }
         for action in actions {
@@ -217,7 +218,7 @@ impl Recorder {
     }
 
     /// Hook after every `policy.handle`: writes the state changes it made.
-    pub fn observe(&mut self, event: &Event, actions: &[Action], phase: &str) {
+    pub fn observe(&mut self, event: &Event, actions: &[Action], phase: PhaseName) {
         for change in self.tracker.observe(event, actions, phase) {
             let t = self.now_ms();
             self.write(Record::State { t, change });
@@ -419,6 +420,8 @@ fn wall_ms() -> i64 {
 mod tests {
     use super::*;
     use crate::health::Reason;
+    use crate::server::ExitCause;
+    use crate::sys::WaitStatus;
 
     fn failed(r: Reason) -> Event {
         Event::Checked(CheckOutcome::Failed(r))
@@ -436,34 +439,34 @@ mod tests {
     fn downtime_begins_at_the_first_failed_check() {
         let mut t = Tracker::default();
         assert_eq!(
-            states(&t.observe(&healthy(), &[], "running")),
+            states(&t.observe(&healthy(), &[], PhaseName::Running)),
             [Status::Healthy]
         );
-        assert!(t.observe(&healthy(), &[], "running").is_empty());
-        let c = t.observe(&failed(Reason::Refused), &[], "running");
+        assert!(t.observe(&healthy(), &[], PhaseName::Running).is_empty());
+        let c = t.observe(&failed(Reason::Refused), &[], PhaseName::Running);
         assert_eq!(states(&c), [Status::Failing]);
         assert_eq!(c[0].cause.as_deref(), Some("refused"));
         assert!(t
-            .observe(&failed(Reason::TimedOut), &[], "running")
+            .observe(&failed(Reason::TimedOut), &[], PhaseName::Running)
             .is_empty());
         let restart = Action::Start(StartKind::Restart {
             attempt: 1,
             cause: "3 failed checks".into(),
             down_checks: 3,
         });
-        let c = t.observe(&Event::Tick, &[restart], "starting");
+        let c = t.observe(&Event::Tick, &[restart], PhaseName::Starting);
         assert_eq!(states(&c), [Status::Restarting]);
         assert!(c[0].restart && !c[0].planned);
         // The new server's probes are no change; its verification is.
         assert!(t
-            .observe(&failed(Reason::Refused), &[], "verifying")
+            .observe(&failed(Reason::Refused), &[], PhaseName::Verifying)
             .is_empty());
         let ok = Action::Note(Note::Verified {
             kind: StartKind::First,
             after: Duration::from_secs(1),
         });
         assert_eq!(
-            states(&t.observe(&healthy(), &[ok], "running")),
+            states(&t.observe(&healthy(), &[ok], PhaseName::Running)),
             [Status::Healthy]
         );
     }
@@ -471,22 +474,20 @@ mod tests {
     #[test]
     fn an_exit_is_down_and_giving_up_is_given_up() {
         let mut t = Tracker::default();
-        t.observe(&healthy(), &[], "running");
-        let c = t.observe(
-            &Event::Exited("exit status 1".into()),
-            &[],
-            "restart-pending",
-        );
+        t.observe(&healthy(), &[], PhaseName::Running);
+        let exit = ExitCause::Status(WaitStatus::Exited(1));
+        let c = t.observe(&Event::Exited(exit), &[], PhaseName::RestartPending);
         assert_eq!(states(&c), [Status::Down]);
+        assert_eq!(c[0].cause.as_deref(), Some("process exited with status 1"));
         let gave = Action::Note(Note::GaveUp {
             attempts: 3,
             last_error: "refused".into(),
             alerted: false,
         });
-        let c = t.observe(&failed(Reason::Refused), &[gave], "given-up");
+        let c = t.observe(&failed(Reason::Refused), &[gave], PhaseName::GivenUp);
         assert_eq!(states(&c), [Status::GivenUp]);
         assert!(t
-            .observe(&failed(Reason::Refused), &[], "given-up")
+            .observe(&failed(Reason::Refused), &[], PhaseName::GivenUp)
             .is_empty());
     }
 
@@ -496,7 +497,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sm-recorder-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut r = Recorder::open(&dir, 400);
-        r.observe(&healthy(), &[], "running");
+        r.observe(&healthy(), &[], PhaseName::Running);
         r.sample(&Check {
             outcome: CheckOutcome::Healthy { warnings: vec![] },
             latency: Duration::from_millis(3),
@@ -520,10 +521,10 @@ mod tests {
     #[test]
     fn a_pause_hides_changes_until_resume_tells_the_state_then() {
         let mut t = Tracker::default();
-        t.observe(&healthy(), &[], "running");
+        t.observe(&healthy(), &[], PhaseName::Running);
         assert_eq!(t.pause("ops").and_then(|c| c.status), Some(Status::Paused));
         assert!(t
-            .observe(&failed(Reason::Refused), &[], "running")
+            .observe(&failed(Reason::Refused), &[], PhaseName::Running)
             .is_empty());
         assert_eq!(t.resume().and_then(|c| c.status), Some(Status::Failing));
         assert_eq!(t.resume(), None);

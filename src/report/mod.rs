@@ -418,7 +418,7 @@ pub fn load(log_dir: &Path, period: Period, now_ms: i64) -> std::io::Result<Repo
         });
         crate::state::read(log_dir)
             .ok()
-            .filter(|s| s.phase != "stopped")
+            .filter(|s| s.phase != crate::policy::PhaseName::Stopped)
             .map(|s| s.updated_unix_ms as i64)
             .filter(|&ms| last_start.is_some_and(|t| ms >= t))
     };
@@ -448,19 +448,17 @@ pub fn status_json(log_dir: &Path, v: &mut serde_json::Value) {
     v["availability_7d_percent"] = serde_json::json!(recent_availability(log_dir, 168));
 }
 
-/// `server-monitor report`; returns the exit status.
-pub fn run(cfg: &Config, request: &ReportRequest) -> u8 {
+/// `server-monitor report`; the error is the message for `main` to print
+/// (exit status 1).
+pub fn run(cfg: &Config, request: &ReportRequest) -> Result<(), String> {
     let now = crate::logging::unix_millis(SystemTime::now()) as i64;
     let period = Period::of(request.period, now);
     let dir = &cfg.log.log_dir;
     let report = match load(dir, period, now) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "server-monitor: cannot read {}: {e}",
-                dir.join(history::DIR).display()
-            );
-            return 1;
+            let path = dir.join(history::DIR);
+            return Err(format!("cannot read {}: {e}", path.display()));
         }
     };
     let service = &cfg.alert.service_name;
@@ -471,15 +469,14 @@ pub fn run(cfg: &Config, request: &ReportRequest) -> u8 {
         ReportFormat::Html(path) => {
             let page = page(&report, service);
             if let Err(e) = crate::files::write_atomic(path, page.as_bytes(), false) {
-                eprintln!("server-monitor: cannot write {}: {e}", path.display());
-                return 1;
+                return Err(format!("cannot write {}: {e}", path.display()));
             }
             format!("wrote {}\n", path.display())
         }
     };
     // A closed pipe (`| head`) is no reason to panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
-    0
+    Ok(())
 }
 
 #[cfg(test)]
