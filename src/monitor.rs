@@ -281,7 +281,7 @@ impl<'a> Monitor<'a> {
 
     /// The named deadlines the loop's wait takes the earliest of. A new
     /// timer is added here, with a [`Wake`] of its own.
-    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 5] {
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 6] {
         let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
         // With no timer of the policy's, the loop still turns now and then.
         let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
@@ -294,6 +294,7 @@ impl<'a> Monitor<'a> {
             at(self.notify.next_ping(), Wake::Watchdog),
             at(Some(self.next_sweep), Wake::Housekeeping),
             at(self.state.next_due(), Wake::StateSave),
+            at(Some(self.history.next_due()), Wake::History), // history hook
         ]
     }
 
@@ -794,6 +795,8 @@ enum Wake {
     Housekeeping,
     /// A last check held back from the state file is due to be written.
     StateSave,
+    /// The history's heartbeat, day line or pruning (issue 12).
+    History,
     /// The policy had no timer: the [`IDLE_WAIT`] passed.
     Idle,
     Signal,
@@ -809,6 +812,7 @@ impl Wake {
             Wake::Watchdog => "watchdog",
             Wake::Housekeeping => "housekeeping",
             Wake::StateSave => "state save",
+            Wake::History => "history",
             Wake::Idle => "idle",
             Wake::Signal => "signal",
             Wake::ServerExit => "server exit",

@@ -280,6 +280,19 @@ impl Recorder {
         self.prune_if_due();
     }
 
+    /// When [`Recorder::tick`] has work next (the loop's `Wake::History`):
+    /// a heartbeat, the day line just past midnight, or pruning. Each is
+    /// moved on by the tick that does it, so the deadline never stays past.
+    pub fn next_due(&self) -> Instant {
+        let midnight_ms = (self.today.day + 1) * 86_400_000;
+        // A millisecond past midnight: `now_ms` then reads the new day.
+        let to_midnight = (midnight_ms - self.anchor_ms + 1).max(0) as u64;
+        let midnight = self.anchor + Duration::from_millis(to_midnight);
+        (self.last_write + HEARTBEAT)
+            .min(midnight)
+            .min(self.next_prune)
+    }
+
     /// Hook at monitor stop: the day so far, then `stop`.
     pub fn stop(&mut self) {
         let t = self.now_ms();
@@ -515,6 +528,40 @@ mod tests {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&files[0].0), 0o640);
         assert_eq!(mode(&dir.join(super::super::DIR)), 0o750);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_next_due_tick_is_ahead_and_moves_on_once_done() {
+        let dir = std::env::temp_dir().join(format!("sm-recorder-due-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = Recorder::open(&dir, 400);
+        let now = Instant::now();
+        let due = r.next_due();
+        assert!(due > now && due <= now + HEARTBEAT, "{:?}", due - now);
+        // A heartbeat that is due: the tick writes it, the deadline moves on.
+        r.last_write = now - HEARTBEAT;
+        assert!(r.next_due() <= Instant::now());
+        r.tick();
+        assert!(r.next_due() > Instant::now());
+        // Midnight is a deadline too: the day line of the day just ended.
+        r.today.day -= 1;
+        r.today.checks = 1;
+        assert!(r.next_due() <= Instant::now());
+        r.tick();
+        assert!(r.next_due() > Instant::now());
+        // (On the 1st, yesterday's day line is in last month's file.)
+        let mut kinds: Vec<String> = super::super::month_files(&dir)
+            .iter()
+            .flat_map(|(path, ..)| {
+                let text = std::fs::read_to_string(path).unwrap();
+                let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                lines
+            })
+            .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap()["e"].to_string())
+            .collect();
+        kinds.sort();
+        assert_eq!(kinds, ["\"day\"", "\"hb\"", "\"start\""]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
