@@ -6,7 +6,7 @@
 //! subcommand once, prints an [`Error`] as the one `server-monitor: …` line
 //! on stderr, and maps outcomes and errors to 0/1/2/3/78. The work itself
 //! lives in the modules these functions call (`monitor`, `health`, `state`,
-//! `restart`, `alert`, `capture`); this is the layer between them and `main`.
+//! `restart`, `alert`, `capture`, `report`); this is the layer between them and `main`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -144,11 +144,13 @@ pub fn status(cfg: &Config, json: bool) -> Result<Outcome, Error> {
         Ok(s) if json => {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             v["monitor_running"] = serde_json::Value::Bool(running);
+            crate::report::status_json(dir, &mut v); // issue 12
             println!("{v}");
             Ok(Outcome::Done)
         }
         Ok(s) => {
             print!("{}", state::render(&s, running));
+            print!("{}", crate::report::status_text(dir)); // issue 12
             Ok(Outcome::Done)
         }
         Err(e) => {
@@ -197,7 +199,9 @@ pub fn resume(_cfg: &Config) -> Result<Outcome, Error> {
     Err(Error::NotBuilt("resume"))
 }
 
-/// `server-monitor report` (issue 12).
-pub fn report(_cfg: &Config, _request: &ReportRequest) -> Result<Outcome, Error> {
-    Err(Error::NotBuilt("report"))
+/// `server-monitor report` (issue 12): availability and incidents from
+/// LOG_DIR/history, as text, JSON, CSV or an HTML page.
+pub fn report(cfg: &Config, request: &ReportRequest) -> Result<Outcome, Error> {
+    crate::report::run(cfg, request).map_err(Error::Failed)?;
+    Ok(Outcome::Done)
 }

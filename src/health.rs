@@ -44,6 +44,17 @@ pub fn round_ms(d: Duration) -> f64 {
 pub struct Check {
     pub outcome: CheckOutcome,
     pub latency: Duration,
+    /// What a healthy JSON body told of the server (for the history's day
+    /// summary); all `None` for a failed check or a body without them.
+    pub figures: Figures,
+}
+
+/// The health body's memory %, CPU % and database ms, when present.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub memory_percent: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub db_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,19 +137,20 @@ pub fn check(settings: &HealthSettings) -> Check {
 /// [`check`] with the TLS configuration kept in `tls` between checks.
 pub fn check_with(settings: &HealthSettings, tls: &mut TlsCache) -> Check {
     let started = Instant::now();
-    let outcome = match fetch(settings, tls) {
+    let (outcome, figures) = match fetch(settings, tls) {
         Ok((code, body, location)) => {
-            let mut outcome = classify(code, &body, settings);
+            let (mut outcome, figures) = classify_with_figures(code, &body, settings);
             if let CheckOutcome::Failed(Reason::Redirect { location: l, .. }) = &mut outcome {
                 *l = location;
             }
-            outcome
+            (outcome, figures)
         }
-        Err(reason) => CheckOutcome::Failed(reason),
+        Err(reason) => (CheckOutcome::Failed(reason), Figures::default()),
     };
     Check {
         outcome,
         latency: started.elapsed(),
+        figures,
     }
 }
 
@@ -244,6 +256,7 @@ impl Checker {
                 return Some(Check {
                     outcome: CheckOutcome::Failed(Reason::TimedOut),
                     latency: started.elapsed(),
+                    figures: Figures::default(),
                 });
             }
             match worker.results.recv_timeout(GIVE_UP_POLL) {
@@ -263,6 +276,7 @@ impl Checker {
         Some(Check {
             outcome: CheckOutcome::Failed(Reason::Other(CLIENT_FAILED.into())),
             latency: started.elapsed(),
+            figures: Figures::default(),
         })
     }
 }
@@ -356,24 +370,33 @@ fn from_io(err: io::Error) -> Reason {
 
 /// Pure: what a response with this status code and body means.
 pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutcome {
+    classify_with_figures(code, body, settings).0
+}
+
+/// [`classify`], and the body's figures when it was healthy.
+pub fn classify_with_figures(
+    code: u16,
+    body: &[u8],
+    settings: &HealthSettings,
+) -> (CheckOutcome, Figures) {
+    let failed = |r| (CheckOutcome::Failed(r), Figures::default());
     if (300..400).contains(&code) {
-        return CheckOutcome::Failed(Reason::Redirect {
+        return failed(Reason::Redirect {
             code,
             location: None,
         });
     }
     if !(200..300).contains(&code) {
-        return CheckOutcome::Failed(Reason::Http(code));
+        return failed(Reason::Http(code));
     }
     if body.len() > MAX_BODY {
-        return CheckOutcome::Failed(Reason::BodyTooLarge);
+        return failed(Reason::BodyTooLarge);
     }
     // Not JSON, or JSON nested deeper than serde_json's limit: the 2xx decides.
     let Ok(serde_json::Value::Object(json)) = serde_json::from_slice::<serde_json::Value>(body)
     else {
-        return CheckOutcome::Healthy {
-            warnings: Vec::new(),
-        };
+        let warnings = Vec::new();
+        return (CheckOutcome::Healthy { warnings }, Figures::default());
     };
     if let Some(serde_json::Value::String(status)) = json.get("status") {
         let healthy = settings
@@ -381,16 +404,19 @@ pub fn classify(code: u16, body: &[u8], settings: &HealthSettings) -> CheckOutco
             .iter()
             .any(|ok| ok.eq_ignore_ascii_case(status.trim()));
         if !healthy {
-            return CheckOutcome::Failed(Reason::Status(status.clone()));
+            return failed(Reason::Status(status.clone()));
         }
     }
-    CheckOutcome::Healthy {
-        warnings: warnings(&json, settings),
-    }
+    let (warnings, figures) = warnings(&json, settings);
+    (CheckOutcome::Healthy { warnings }, figures)
 }
 
-/// The WARN_* thresholds a healthy body passes, as readable lines.
-fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSettings) -> Vec<String> {
+/// The WARN_* thresholds a healthy body passes, as readable lines, and the
+/// figures they were judged on.
+fn warnings(
+    json: &serde_json::Map<String, serde_json::Value>,
+    s: &HealthSettings,
+) -> (Vec<String>, Figures) {
     let num = |path: &[&str]| -> Option<f64> {
         let mut v = json.get(path[0])?;
         for key in &path[1..] {
@@ -399,9 +425,15 @@ fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSetting
         v.as_f64().filter(|x| x.is_finite())
     };
     let mut out = Vec::new();
+    let mut figures = Figures {
+        memory_percent: None,
+        cpu_percent: num(&["system", "cpuUsage", "percent"]),
+        db_ms: num(&["services", "database", "responseTime"]),
+    };
     if let (Some(used), Some(total)) = (num(&["memory", "used"]), num(&["memory", "total"])) {
         if total > 0.0 {
             let percent = used / total * 100.0;
+            figures.memory_percent = Some(percent);
             if percent > s.warn_memory_percent {
                 out.push(format!(
                     "memory at {percent:.1}% (used {used} of {total}), above {}%",
@@ -423,7 +455,7 @@ fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSetting
             ));
         }
     }
-    out
+    (out, figures)
 }
 
 #[cfg(test)]
@@ -513,6 +545,17 @@ mod tests {
         assert!(classify(200, b"\xff\xfe{\"status\":\"healthy\"}", &settings()).is_healthy());
         let long_status = format!(r#"{{"status":"{}"}}"#, "x".repeat(10_000));
         assert!(failed(200, &long_status).len() < 120);
+    }
+
+    #[test]
+    fn body_figures_are_kept_for_the_history() {
+        let body = br#"{"status":"healthy","memory":{"used":150,"total":1000},
+            "system":{"cpuUsage":{"percent":5.5}},"services":{"database":{"responseTime":45}}}"#;
+        let (_, f) = classify_with_figures(200, body, &settings());
+        assert_eq!(f.memory_percent, Some(15.0));
+        assert_eq!((f.cpu_percent, f.db_ms), (Some(5.5), Some(45.0)));
+        let (_, none) = classify_with_figures(503, body, &settings());
+        assert_eq!(none, Figures::default());
     }
 
     #[test]

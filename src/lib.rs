@@ -9,7 +9,8 @@
 //! `#[doc(hidden)] pub` only because code outside this crate needs them, and
 //! are no API: `cli`, `command` and `config` for `src/main.rs`; `sys` for the
 //! demo server (`src/bin/demo-server.rs`); `config` and `health` for the
-//! property tests (`tests/it/properties.rs`).
+//! property tests (`tests/it/properties.rs`); `history` for the history
+//! tests (`tests/it/history.rs`, `tests/it/report_html.rs`).
 //!
 //! This file holds the module list and the lint settings, nothing else.
 #![deny(unsafe_code)]
@@ -27,6 +28,8 @@ pub(crate) mod files;
 #[doc(hidden)]
 pub mod health;
 pub(crate) mod heartbeat;
+#[doc(hidden)]
+pub mod history; // issue 12: tests/it/history.rs writes synthetic history
 pub(crate) mod http;
 pub(crate) mod lock;
 pub mod logging;
@@ -34,6 +37,7 @@ pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod policy;
 pub(crate) mod reexec;
+pub(crate) mod report; // issue 12
 pub(crate) mod restart;
 pub(crate) mod server;
 pub(crate) mod state;

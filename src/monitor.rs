@@ -189,6 +189,7 @@ struct Monitor<'a> {
     usage: crate::usage::Watch,
     /// The memory measured at the last check, fed after its `Checked`.
     memory_event: Option<Event>,
+    history: crate::history::Recorder, // history hook (issue 12)
 }
 
 impl<'a> Monitor<'a> {
@@ -227,6 +228,7 @@ impl<'a> Monitor<'a> {
             }),
             usage: crate::usage::Watch::new(cfg.policy.memory_limit, now),
             memory_event: None,
+            history: crate::history::Recorder::open(&cfg.log.log_dir, cfg.log.history_days), // history hook
         }
     }
 
@@ -269,7 +271,10 @@ impl<'a> Monitor<'a> {
         while let Some(event) = events.pop_front() {
             // NOTE: a batch is always carried out whole, even when a
             // signal came meanwhile: it may hold an alert.
-            for action in self.policy.handle(event, Instant::now()) {
+            let actions = self.policy.handle(event.clone(), Instant::now());
+            self.history
+                .observe(&event, &actions, self.policy.snapshot().phase); // history hook
+            for action in actions {
                 if let Some(next) = self.act(action) {
                     events.push_back(next);
                 }
@@ -300,7 +305,7 @@ impl<'a> Monitor<'a> {
 
     /// The named deadlines the loop's wait takes the earliest of. A new
     /// timer is added here, with a [`Wake`] of its own.
-    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 6] {
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 7] {
         let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
         // With no timer of the policy's, the loop still turns now and then.
         let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
@@ -317,6 +322,7 @@ impl<'a> Monitor<'a> {
                 self.heartbeat.as_ref().and_then(|h| h.next_due()),
                 Wake::Heartbeat,
             ),
+            at(Some(self.history.next_due()), Wake::History), // history hook
         ]
     }
 
@@ -480,6 +486,9 @@ impl<'a> Monitor<'a> {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
         };
+        if !verifying {
+            self.history.sample(&c); // history hook
+        }
         let ms = health::round_ms(c.latency);
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
@@ -786,6 +795,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn housekeeping(&mut self) {
+        self.history.tick(); // history hook: day line, heartbeat, hourly pruning
         self.restore_files();
         let now = Instant::now();
         if now < self.next_sweep {
@@ -823,6 +833,7 @@ impl<'a> Monitor<'a> {
         }
         let pid = self.server_pid();
         self.state.finish(&self.policy.snapshot(), pid);
+        self.history.stop(); // history hook
         log::info!("monitor stopped");
         log::logger().flush();
     }
@@ -846,6 +857,8 @@ enum Wake {
     StateSave,
     /// A heartbeat ping is due, or the one in flight is overdue.
     Heartbeat,
+    /// The history's heartbeat, day line or pruning (issue 12).
+    History,
     /// The policy had no timer: the [`IDLE_WAIT`] passed.
     Idle,
     Signal,
@@ -862,6 +875,7 @@ impl Wake {
             Wake::Housekeeping => "housekeeping",
             Wake::StateSave => "state save",
             Wake::Heartbeat => "heartbeat",
+            Wake::History => "history",
             Wake::Idle => "idle",
             Wake::Signal => "signal",
             Wake::ServerExit => "server exit",

@@ -12,12 +12,14 @@ mod it {
     mod demo_server;
     mod env_file;
     mod heartbeat;
+    mod history;
     mod hostile;
     mod http;
     mod lifecycle;
     mod memory;
     mod process;
     mod properties;
+    mod report_html;
     mod restart;
     mod service;
 }
