@@ -233,6 +233,8 @@ struct Monitor<'a> {
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
+    /// Issue 11: reminders, flap control, pauses.
+    oncall: crate::escalation::Escalation,
 }
 
 impl<'a> Monitor<'a> {
@@ -268,6 +270,9 @@ impl<'a> Monitor<'a> {
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
+            oncall: crate::escalation::Escalation::new(crate::escalation::Settings::from_config(
+                &cfg.alert,
+            )), // issue 11
         }
     }
 
@@ -288,7 +293,17 @@ impl<'a> Monitor<'a> {
             // One SMTP_TIMEOUT for all the deliveries of this turn.
             self.alerts.begin_turn();
             if sys::take_usr1() {
-                events.push_back(self.planned_restart_requested());
+                // issue 11: pause/resume requests come by SIGUSR1 too.
+                let (pause_events, only_pause) = self.pause_requests();
+                events.extend(pause_events);
+                if !only_pause {
+                    events.push_back(self.planned_restart_requested());
+                }
+            }
+            if self.oncall.pause_expired(Instant::now()) {
+                let n = crate::escalation::Notice::PauseEnded; // issue 11
+                log::log!(n.level(), "{n}");
+                events.push_back(Event::Resume);
             }
             if let Some(cause) = self.server_exit() {
                 events.push_back(Event::Exited(cause));
@@ -297,7 +312,9 @@ impl<'a> Monitor<'a> {
             while let Some(event) = events.pop_front() {
                 // NOTE: a batch is always carried out whole, even when a
                 // signal came meanwhile: it may hold an alert.
-                for action in self.policy.handle(event, Instant::now()) {
+                let actions = self.policy.handle(event, Instant::now());
+                for action in self.escalate(actions) {
+                    // issue 11: through `escalation` ^
                     if let Some(next) = self.act(action) {
                         events.push_back(next);
                     }
@@ -327,6 +344,7 @@ impl<'a> Monitor<'a> {
         let Ok(old) = state::read(&self.cfg.log.log_dir) else {
             return;
         };
+        self.resume_pause(&old); // issue 11
         let p = &self.cfg.policy;
         let window =
             p.restart_cooldown.max(p.check_interval.saturating_mul(3)) + Duration::from_secs(5);
@@ -342,7 +360,9 @@ impl<'a> Monitor<'a> {
             "resuming from the state file the previous monitor left (it did not stop on purpose)");
         self.state.restarts_total = old.restarts_total;
         self.state.last_restart = old.last_restart;
+        let given_up = r.given_up; // issue 11
         self.policy.resume(r, Instant::now());
+        (self.oncall).restore(&old.escalation, given_up, Instant::now(), SystemTime::now());
     }
 
     /// Adopt, watch or start: what the monitor finds decides how it begins.
@@ -670,7 +690,10 @@ impl<'a> Monitor<'a> {
         let dir = &self.cfg.log.log_dir;
         let tail = if matches!(
             a,
-            crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }
+            crate::policy::Alert::Down { .. }
+                | crate::policy::Alert::PlannedRestartFailed { .. }
+                | crate::policy::Alert::StillDown { .. } // issue 11
+                | crate::policy::Alert::Flapping { .. }
         ) {
             alert::tail_lines(&dir.join(server::STDERR_LOG), alert::ERROR_TAIL_LINES)
         } else {
@@ -791,6 +814,10 @@ impl<'a> Monitor<'a> {
                 snap.attempts
             ),
         };
+        let status = match &self.state.pause {
+            Some(p) => format!("{}; {status}", p.describe()), // issue 11
+            None => status,
+        };
         if !matches!(snap.phase, "idle" | "starting" | "verifying") {
             self.notify.ready(&status);
         }
@@ -840,6 +867,8 @@ impl<'a> Monitor<'a> {
     }
 
     fn save_state(&mut self) {
+        self.state.pause = self.oncall.saved_pause(); // issue 11
+        self.state.escalation = self.oncall.saved(); // issue 11
         let snap = self.policy.snapshot();
         self.state.phase = snap.phase.to_string();
         self.state.consecutive_failures = snap.failures;
@@ -899,6 +928,10 @@ impl<'a> Monitor<'a> {
                 self.alerts
                     .next_due()
                     .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
+            )
+            .min(
+                (self.oncall.next_wakeup()) // issue 11
+                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
             );
         if timeout.is_zero() {
             return;
@@ -929,6 +962,70 @@ impl<'a> Monitor<'a> {
         let _ = state::write(&dir, &self.state, true);
         log::info!("monitor stopped");
         log::logger().flush();
+    }
+}
+
+/// Issue 11: the loop's side of reminders, flap control and pauses (the
+/// decisions are `escalation`'s).
+impl Monitor<'_> {
+    /// Passes the policy's actions through `escalation`, and adds what is
+    /// due of its own (reminders, "Stable Again").
+    fn escalate(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut out = Vec::new();
+        for a in actions {
+            out.extend(self.oncall.handle(a, now, wall));
+        }
+        out.extend(self.oncall.tick(now, wall));
+        out
+    }
+
+    /// Takes the pause/resume requests a SIGUSR1 brought; the events for
+    /// the policy, and whether the signal brought nothing else (no restart).
+    fn pause_requests(&mut self) -> (Vec<Event>, bool) {
+        let dir = &self.cfg.log.log_dir;
+        let requests = crate::pause::take_requests(dir);
+        if requests.is_empty() {
+            return (Vec::new(), false);
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut events = Vec::new();
+        for r in &requests {
+            let notice = if r.pause {
+                events.push(Event::Pause);
+                self.oncall.begin_pause(r.by.clone(), r.length(), now, wall)
+            } else {
+                let (was_paused, n) = self.oncall.end_pause(r.by.clone());
+                if was_paused {
+                    events.push(Event::Resume);
+                }
+                n
+            };
+            log::log!(notice.level(), by = r.by.as_str(); "{notice}");
+            self.state.pause_acks.push(r.id.clone());
+        }
+        let excess = self
+            .state
+            .pause_acks
+            .len()
+            .saturating_sub(crate::pause::ACKS_KEPT);
+        self.state.pause_acks.drain(..excess);
+        self.state.pause = self.oncall.saved_pause();
+        (events, !crate::restart::has_requests(dir))
+    }
+
+    /// A pause the previous monitor left goes on, until its end (it does
+    /// not depend on how that monitor stopped).
+    fn resume_pause(&mut self, old: &State) {
+        let Some(p) = &old.pause else { return };
+        if self
+            .oncall
+            .restore_pause(p, Instant::now(), SystemTime::now())
+        {
+            log::warn!(by = p.by.as_str(); "{} goes on from the previous monitor", p.describe());
+            let _ = self.policy.handle(Event::Pause, Instant::now());
+            self.state.pause = self.oncall.saved_pause();
+        }
     }
 }
 
@@ -1045,8 +1142,10 @@ pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::C
         }
         Command::Restart => crate::restart::run(cfg),
         Command::TestAlert => alert::test_alert(cfg),
-        // NOTE: parsed, and being built (issues 11 and 12).
-        Command::Pause { .. } | Command::Resume | Command::Report(_) => {
+        Command::Pause { duration } => crate::pause::run(cfg, true, *duration), // issue 11
+        Command::Resume => crate::pause::run(cfg, false, None),                 // issue 11
+        // NOTE: parsed, and being built (issue 12).
+        Command::Report(_) => {
             eprintln!("server-monitor: this subcommand is not built yet");
             1
         }

@@ -53,6 +53,18 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
     out
 }
 
+/// Whether a restart request file is waiting (a SIGUSR1 that brought only
+/// pause requests is no restart).
+pub fn has_requests(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
+        })
+    })
+}
+
 /// Pure: a user name for `uid` from the text of /etc/passwd.
 pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
@@ -64,7 +76,7 @@ pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// Who is asking: user (and sudo user), uid and pid, for the monitor's log.
-fn requester() -> String {
+pub fn requester() -> String {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let uid = status
         .lines()

@@ -41,6 +41,15 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
+    /// Issue 11: a maintenance pause (`server-monitor pause`).
+    #[serde(default)]
+    pub pause: Option<crate::escalation::SavedPause>,
+    /// The ids of the last pause/resume requests the monitor took.
+    #[serde(default)]
+    pub pause_acks: Vec<String>,
+    /// Reminder schedule, flap state, suppressed alerts.
+    #[serde(default)]
+    pub escalation: crate::escalation::Saved,
 }
 
 /// What `server-monitor restart` waits for: its request id and the outcome.
@@ -133,7 +142,14 @@ pub fn render(s: &State, monitor_running: bool) -> String {
         "not running"
     };
     let _ = writeln!(out, "monitor:        pid {} ({monitor})", s.monitor_pid);
-    let _ = writeln!(out, "state:          {}", s.phase);
+    match &s.pause {
+        Some(p) => {
+            let _ = writeln!(out, "state:          {}; {}", p.describe(), s.phase);
+        }
+        None => {
+            let _ = writeln!(out, "state:          {}", s.phase);
+        }
+    }
     let server = s
         .server_pid
         .map_or("none".to_string(), |p| format!("pid {p}"));
@@ -173,6 +189,26 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             "planned restart: {} by {}, {}{detail}",
             p.requested, p.by, p.outcome
         );
+    }
+    let e = &s.escalation;
+    if let Some(i) = &e.incident {
+        let _ = writeln!(
+            out,
+            "reminders:      {}/{} sent for the incident since {}",
+            i.reminders_sent,
+            crate::escalation::MAX_REMINDERS,
+            i.since
+        );
+    }
+    if let Some(list) = &e.flapping {
+        let _ = writeln!(
+            out,
+            "flapping:       {} restarts in this episode; per-restart alerts held",
+            list.len()
+        );
+    }
+    if e.alerts_suppressed_total > 0 {
+        let _ = writeln!(out, "suppressed:     {} alerts", e.alerts_suppressed_total);
     }
     let _ = writeln!(out, "since:          {}", s.started);
     let _ = writeln!(out, "updated:        {}", s.updated);
