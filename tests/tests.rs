@@ -14,6 +14,7 @@ mod it {
     mod hostile;
     mod http;
     mod lifecycle;
+    mod oncall;
     mod process;
     mod properties;
     mod restart;
