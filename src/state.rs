@@ -268,6 +268,31 @@ mod tests {
     }
 
     #[test]
+    fn status_says_paused_until_by() {
+        let s = State {
+            phase: "running".into(),
+            pause: Some(crate::escalation::SavedPause {
+                by: "alice (uid 1000, pid 42)".into(),
+                since: "2026-12-01T08:00:00.000Z".into(),
+                since_unix_ms: 1,
+                until: Some("2026-12-01T08:30:00.000Z".into()),
+                until_unix_ms: Some(2),
+            }),
+            ..State::default()
+        };
+        let text = render(&s, true);
+        assert!(
+            text.contains("state:          paused (until 2026-12-01T08:30:00.000Z, by alice (uid 1000, pid 42)); running"),
+            "{text}"
+        );
+        assert!(!render(&State::default(), true).contains("paused"));
+        // An older state file without these fields still reads.
+        let old: State = serde_json::from_str(r#"{"monitor_pid":1,"service_name":"","health_url":"","phase":"running","server_pid":null,"consecutive_failures":0,"restart_attempts":0,"max_restart_attempts":3,"restarts_total":0,"last_check":null,"last_error":null,"last_restart":null,"started":"","updated":""}"#).unwrap();
+        assert_eq!(old.pause, None);
+        assert_eq!(old.escalation, crate::escalation::Saved::default());
+    }
+
+    #[test]
     fn round_trips_and_reports_damage() {
         let dir = std::env::temp_dir().join(format!("sm-state-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
