@@ -543,3 +543,42 @@ fn a_killed_monitor_started_again_keeps_the_pause_until_it_runs_out() {
     wait_running(&m2);
     assert!(with_subject(&log, DOWN).is_empty(), "{}", describe(&log));
 }
+
+#[test]
+fn systemd_status_line_says_paused() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TestDir::new("oncall-pause-systemd");
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let port = free_port();
+    let env = with_overrides(
+        settings(port, &[]),
+        &[("NOTIFY_SOCKET", path_str(&path).to_string())],
+    );
+    let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    wait_running(&m);
+    let out = run(&dir, &env, &["pause", "--for", "10m"], QUICK);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        output_text(&out),
+        m.dump()
+    );
+    let deadline = Instant::now() + QUICK;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains("STATUS=paused (until 20") && msg.contains(", by ") {
+                return;
+            }
+            got.push(msg);
+        }
+    }
+    panic!("no paused STATUS line: {got:?}\n{}", m.dump());
+}
