@@ -278,17 +278,16 @@ impl Escalation {
     fn alert(&mut self, alert: Alert, now: Instant, wall: SystemTime, out: &mut Vec<Action>) {
         match &alert {
             Alert::Down { last_error, .. } if self.pause.is_none() => {
-                if let Some(first) = self.rules.alert_reminder {
-                    let next_due = instant_after(now, first);
-                    self.incident = Some(Incident {
-                        since: now,
-                        since_wall: wall,
-                        sent: 0,
-                        next_due,
-                        next_due_wall: wall + first.min(REMINDER_CAP * 3650),
-                        last_error: last_error.clone(),
-                    });
-                }
+                // Open even without reminders: "Stable Again" waits for it.
+                let first = self.rules.alert_reminder.unwrap_or(REMINDER_CAP);
+                self.incident = Some(Incident {
+                    since: now,
+                    since_wall: wall,
+                    sent: 0,
+                    next_due: instant_after(now, first),
+                    next_due_wall: wall + first.min(REMINDER_CAP * 3650),
+                    last_error: last_error.clone(),
+                });
             }
             Alert::Recovered { .. } => self.incident = None,
             Alert::Restarted { .. } if self.episode.is_some() => {
@@ -965,6 +964,24 @@ mod tests {
         s.feed(Action::Alert(Alert::Recovered { failures: 9 }));
         s.tick();
         assert_eq!(s.count(STABLE), 1, "once the incident is over");
+    }
+
+    #[test]
+    fn give_up_while_flapping_holds_stable_again_without_reminders_too() {
+        let mut s = Scenario::new(Settings {
+            alert_reminder: None,
+            ..rules()
+        });
+        for n in 1..=4 {
+            s.feed(restart(n));
+        }
+        s.feed(Action::Alert(down()));
+        s.run_for(60 * MIN, 10 * SEC);
+        assert_eq!(s.count(STABLE), 0, "{:?}", s.sent);
+        assert!(s.reminders().is_empty());
+        s.feed(Action::Alert(Alert::Recovered { failures: 9 }));
+        s.tick();
+        assert_eq!(s.count(STABLE), 1);
     }
 
     #[test]

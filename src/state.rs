@@ -194,10 +194,10 @@ pub fn render(s: &State, monitor_running: bool) -> String {
     if let Some(i) = &e.incident {
         let _ = writeln!(
             out,
-            "reminders:      {}/{} sent for the incident since {}",
+            "incident:       given up since {}; {}/{} reminders sent",
+            i.since,
             i.reminders_sent,
-            crate::escalation::MAX_REMINDERS,
-            i.since
+            crate::escalation::MAX_REMINDERS
         );
     }
     if let Some(list) = &e.flapping {
