@@ -50,7 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::instant_after;
-use crate::policy::{Action, Alert, StartKind};
+use crate::policy::{Action, Alert, Event, StartKind};
 
 /// The most reminders one incident gets.
 pub const MAX_REMINDERS: u32 = 5;
@@ -204,18 +204,22 @@ impl Escalation {
 
     /// Alerts not sent (flapping, paused) since this monitor started, plus
     /// those of a resumed predecessor.
+    #[cfg(test)] // read by the tests only
     pub fn suppressed_total(&self) -> u64 {
         self.suppressed
     }
 
+    #[cfg(test)] // read by the tests only
     pub fn is_flapping(&self) -> bool {
         self.episode.is_some()
     }
 
+    #[cfg(test)] // read by the tests only
     pub fn pause(&self) -> Option<&Pause> {
         self.pause.as_ref()
     }
 
+    #[cfg(test)] // read by the tests only
     pub fn reminders_sent(&self) -> Option<u32> {
         self.incident.as_ref().map(|i| i.sent)
     }
@@ -406,6 +410,23 @@ impl Escalation {
         Notice::Paused {
             by,
             until: until.map(|u| u.1),
+        }
+    }
+
+    /// One `pause` or `resume` request (`pause.rs`): the policy's event it
+    /// makes (none for a resume while not paused), and what to log.
+    pub fn request(
+        &mut self,
+        r: &crate::pause::Request,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Option<Event>, Notice) {
+        if r.pause {
+            let n = self.begin_pause(r.by.clone(), r.length(), now, wall);
+            (Some(Event::Pause), n)
+        } else {
+            let (was_paused, n) = self.end_pause(r.by.clone());
+            (was_paused.then_some(Event::Resume), n)
         }
     }
 
@@ -1088,6 +1109,29 @@ mod tests {
         assert_eq!(v.e.next_wakeup(), None);
         assert!(v.e.end_pause("carol".into()).0);
         assert!(!v.e.end_pause("carol".into()).0);
+    }
+
+    #[test]
+    fn pause_and_resume_requests_make_the_policy_events() {
+        let mut s = Scenario::new(rules());
+        let req = |pause, for_ms| crate::pause::Request {
+            id: "1".into(),
+            by: "dave".into(),
+            pause,
+            for_ms,
+        };
+        let (e, n) = s.e.request(&req(false, None), s.now, s.wall());
+        assert_eq!((e, n), (None, Notice::NotPaused { by: "dave".into() }));
+        let (e, n) = s.e.request(&req(true, Some(30_000)), s.now, s.wall());
+        assert_eq!(e, Some(Event::Pause));
+        assert!(matches!(n, Notice::Paused { until: Some(_), .. }), "{n:?}");
+        assert_eq!(s.e.next_wakeup(), Some(s.t0 + 30 * SEC));
+        let (e, n) = s.e.request(&req(false, None), s.now, s.wall());
+        assert_eq!(
+            (e, n),
+            (Some(Event::Resume), Notice::Resumed { by: "dave".into() })
+        );
+        assert!(s.e.pause().is_none());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! away from the server's environment (see `server::CHILD_ENV_REMOVE`), so
 //! that the server cannot speak for the monitor.
 //!
-//! Not here: deciding when the service is ready (the main loop does).
+//! The wording of the STATUS line is here too ([`status_line`], pure): the
+//! loop hands over the policy's snapshot once a turn ([`Notifier::tell`]);
+//! READY goes out once the first start is settled.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -17,6 +19,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::policy::{PhaseName, Snapshot};
 
 /// How far past a wait's own bound [`Notifier::keep_alive`] still pings: the
 /// rest of that loop turn (a log line, the state file). A wait that hangs
@@ -84,6 +88,8 @@ pub struct Notifier {
     next_ping: Arc<Mutex<Option<Instant>>>,
     ready: bool,
     status: String,
+    /// Issue 11: `paused (until …, by …)` while paused.
+    pause: Option<String>,
 }
 
 impl Notifier {
@@ -107,6 +113,7 @@ impl Notifier {
             watchdog,
             ready: false,
             status: String::new(),
+            pause: None,
         }
     }
 
@@ -202,8 +209,56 @@ impl Notifier {
         self.next_ping.lock().map_or(None, |n| *n)
     }
 
+    /// Once a loop turn: READY once the first start is settled, STATUS on
+    /// every change, WATCHDOG when a ping is due. Nothing without systemd.
+    pub fn tell(&mut self, snap: &Snapshot, server_pid: Option<u32>, now: Instant) {
+        if !self.is_enabled() {
+            return;
+        }
+        let status = paused_line(self.pause.as_deref(), status_line(snap, server_pid));
+        if !snap.phase.is_starting() {
+            self.ready(&status);
+        }
+        self.status(&status);
+        self.ping_if_due(now);
+    }
+
+    /// Issue 11: the pause the STATUS line leads with (`SavedPause::describe`),
+    /// or none.
+    pub fn paused(&mut self, pause: Option<String>) {
+        self.pause = pause;
+    }
+
     pub fn stopping(&mut self) {
         self.send("STOPPING=1\nSTATUS=stopping");
+    }
+}
+
+/// Pure: the STATUS line for the policy's snapshot.
+pub fn status_line(snap: &Snapshot, server_pid: Option<u32>) -> String {
+    let last = snap.last_error.as_deref().unwrap_or("none");
+    match snap.phase {
+        p if p.is_starting() => "starting the server".to_string(),
+        PhaseName::Running if snap.failures == 0 => match server_pid {
+            Some(pid) => format!("server pid {pid} healthy"),
+            None => "server healthy".to_string(),
+        },
+        PhaseName::Running => format!("{} failed checks in a row (last: {last})", snap.failures),
+        PhaseName::RestartPending => {
+            format!("restart due, waiting for the cooldown (last: {last})")
+        }
+        _ => format!(
+            "gave up after {} restart attempts: manual intervention required (last: {last})",
+            snap.attempts
+        ),
+    }
+}
+
+/// Pure: the STATUS line leads with the pause, if any (issue 11).
+pub fn paused_line(pause: Option<&str>, status: String) -> String {
+    match pause {
+        Some(p) => format!("{p}; {status}"),
+        None => status,
     }
 }
 
@@ -257,6 +312,65 @@ fn connect(target: &Target) -> io::Result<(UnixDatagram, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lines_follow_the_phase() {
+        let snap = |phase, failures, attempts, last: Option<&str>| Snapshot {
+            phase,
+            failures,
+            attempts,
+            last_error: last.map(String::from),
+        };
+        let cases = [
+            (
+                snap(PhaseName::Idle, 0, 0, None),
+                None,
+                "starting the server",
+            ),
+            (
+                snap(PhaseName::Verifying, 3, 1, None),
+                Some(9),
+                "starting the server",
+            ),
+            (
+                snap(PhaseName::Running, 0, 0, None),
+                Some(9),
+                "server pid 9 healthy",
+            ),
+            (snap(PhaseName::Running, 0, 0, None), None, "server healthy"),
+            (
+                snap(PhaseName::Running, 2, 0, Some("refused")),
+                Some(9),
+                "2 failed checks in a row (last: refused)",
+            ),
+            (
+                snap(PhaseName::RestartPending, 3, 1, None),
+                None,
+                "restart due, waiting for the cooldown (last: none)",
+            ),
+            (
+                snap(PhaseName::GivenUp, 3, 3, Some("HTTP 503")),
+                None,
+                "gave up after 3 restart attempts: manual intervention required (last: HTTP 503)",
+            ),
+        ];
+        for (s, pid, want) in cases {
+            assert_eq!(status_line(&s, pid), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_pause_leads_the_status_line() {
+        let p = "paused (until resume, by alice (uid 1000, pid 42))";
+        assert_eq!(
+            paused_line(Some(p), "server pid 9 healthy".into()),
+            "paused (until resume, by alice (uid 1000, pid 42)); server pid 9 healthy"
+        );
+        assert_eq!(
+            paused_line(None, "server pid 9 healthy".into()),
+            "server pid 9 healthy"
+        );
+    }
 
     #[test]
     fn notify_socket_forms() {
@@ -318,6 +432,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(now))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let mut buf = [0u8; 256];
         let mut recv = || {
@@ -359,6 +474,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(start))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let mut pings = Vec::new();
         let mut buf = [0u8; 64];
@@ -396,6 +512,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(Instant::now()))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let t = Instant::now();
         drop(n.keep_alive(Duration::from_secs(60)));

@@ -6,7 +6,8 @@
 //! (who asks, pause or resume, how long), sends SIGUSR1, and waits until the
 //! monitor lists the ID in the state file's `pause_acks`. The monitor takes
 //! pause requests before restart requests on a SIGUSR1, and does a planned
-//! restart only when a restart request (or no request at all) came.
+//! restart only when a restart request (or no request at all) came
+//! (`restart::signalled`).
 //!
 //! Exit status: 0 once the monitor has taken it, 1 if it did not answer in
 //! time, 3 if no monitor runs with this `LOG_DIR`.
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::restart::ClientError;
 use crate::state;
 use crate::sys;
 
@@ -70,15 +72,14 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
     out
 }
 
-/// `server-monitor pause [--for D]` (`pause`) or `resume`.
-pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> u8 {
+/// `server-monitor pause [--for D]` (`pause`) or `resume`: prints what the
+/// monitor took; [`ClientError::NoMonitor`] when none runs with this
+/// `LOG_DIR` (`main` makes that exit 3), [`ClientError::Failed`] when the
+/// request could not be made or no answer came in time (exit 1).
+pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> Result<(), ClientError> {
     let dir = &cfg.log.log_dir;
     let Some(pid) = crate::lock::lock_holder(dir) else {
-        eprintln!(
-            "server-monitor: no monitor is running with LOG_DIR {}",
-            dir.display()
-        );
-        return 3;
+        return Err(ClientError::NoMonitor(dir.clone()));
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -93,17 +94,20 @@ pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> u8 {
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
     let json = serde_json::to_vec(&request).unwrap_or_default();
     if let Err(e) = crate::files::write_atomic(&path, &json, false) {
-        eprintln!("server-monitor: cannot write {}: {e}", path.display());
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
     }
     if let Err(e) = sys::kill(pid, sys::SIGUSR1) {
         let _ = fs::remove_file(&path);
-        eprintln!("server-monitor: cannot signal the monitor (pid {pid}): {e}");
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot signal the monitor (pid {pid}): {e}"
+        )));
     }
     // The monitor may be in the middle of a stop, a start or a check.
     let wait = cfg.server.stop_timeout
-        + cfg.server.startup_timeout
+        + cfg.policy.startup_timeout
         + cfg.health.health_timeout
         + Duration::from_secs(5);
     let deadline = crate::config::instant_after(Instant::now(), wait);
@@ -117,18 +121,20 @@ pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> u8 {
                         println!("monitor (pid {pid}) resumed: the usual rules act again")
                     }
                 }
-                return 0;
+                return Ok(());
             }
         }
         if crate::lock::lock_holder(dir) != Some(pid) {
-            eprintln!("server-monitor: the monitor (pid {pid}) stopped before answering");
-            return 1;
+            return Err(ClientError::Failed(format!(
+                "the monitor (pid {pid}) stopped before answering"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = fs::remove_file(&path);
-    eprintln!("server-monitor: no answer from the monitor (pid {pid}) in time");
-    1
+    Err(ClientError::Failed(format!(
+        "no answer from the monitor (pid {pid}) in time"
+    )))
 }
 
 #[cfg(test)]
