@@ -189,14 +189,25 @@ pub fn test_alert(cfg: &Config) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-/// `server-monitor pause [--for DURATION]` (issue 11).
-pub fn pause(_cfg: &Config, _duration: Option<Duration>) -> Result<Outcome, Error> {
-    Err(Error::NotBuilt("pause"))
+/// `server-monitor pause [--for DURATION]` (issue 11): ask the running
+/// monitor for a maintenance pause and wait until it has taken it.
+pub fn pause(cfg: &Config, duration: Option<Duration>) -> Result<Outcome, Error> {
+    crate::pause::run(cfg, true, duration).map_err(pause_error)?;
+    Ok(Outcome::Done)
 }
 
-/// `server-monitor resume` (issue 11).
-pub fn resume(_cfg: &Config) -> Result<Outcome, Error> {
-    Err(Error::NotBuilt("resume"))
+/// `server-monitor resume` (issue 11): end a pause.
+pub fn resume(cfg: &Config) -> Result<Outcome, Error> {
+    crate::pause::run(cfg, false, None).map_err(pause_error)?;
+    Ok(Outcome::Done)
+}
+
+/// Issue 11: no monitor is exit 3, anything else exit 1 (as for `restart`).
+fn pause_error(e: crate::restart::ClientError) -> Error {
+    match e {
+        crate::restart::ClientError::NoMonitor(_) => Error::Absent(e.to_string()),
+        crate::restart::ClientError::Failed(_) => Error::Failed(e.to_string()),
+    }
 }
 
 /// `server-monitor report` (issue 12): availability and incidents from

@@ -24,6 +24,7 @@ pub mod command;
 #[doc(hidden)]
 pub mod config;
 pub(crate) mod deadline;
+pub(crate) mod escalation;
 pub(crate) mod files;
 #[doc(hidden)]
 pub mod health;
@@ -35,6 +36,7 @@ pub(crate) mod lock;
 pub mod logging;
 pub(crate) mod monitor;
 pub(crate) mod notify;
+pub(crate) mod pause;
 pub(crate) mod policy;
 pub(crate) mod reexec;
 pub(crate) mod report; // issue 12

@@ -190,6 +190,8 @@ struct Monitor<'a> {
     /// The memory measured at the last check, fed after its `Checked`.
     memory_event: Option<Event>,
     history: crate::history::Recorder, // history hook (issue 12)
+    /// Issue 11: reminders, flap control, pauses.
+    oncall: crate::escalation::Escalation,
 }
 
 impl<'a> Monitor<'a> {
@@ -229,6 +231,9 @@ impl<'a> Monitor<'a> {
             usage: crate::usage::Watch::new(cfg.policy.memory_limit, now),
             memory_event: None,
             history: crate::history::Recorder::open(&cfg.log.log_dir, cfg.log.history_days), // history hook
+            oncall: crate::escalation::Escalation::new(crate::escalation::Settings::from_config(
+                &cfg.alert,
+            )), // issue 11
         }
     }
 
@@ -245,6 +250,7 @@ impl<'a> Monitor<'a> {
             let (snap, pid) = (self.policy.snapshot(), self.server_pid());
             // MEMORY_LIMIT (issue 11): the server's memory and CPU in the state.
             self.state.usage(self.usage.usage());
+            self.hand_over_oncall(); // issue 11
             self.state.save(&snap, pid, Instant::now());
             self.notify.tell(&snap, pid, Instant::now());
             self.wait();
@@ -257,8 +263,14 @@ impl<'a> Monitor<'a> {
     /// added here (and, if it has a descriptor, to [`Monitor::wake_fds`]).
     fn collect_events(&mut self, events: &mut VecDeque<Event>) {
         if self.signals.take_usr1() {
-            events.push_back(self.planned_restart_requested());
+            // issue 11: pause and resume requests come by SIGUSR1 too.
+            let asked = crate::restart::signalled(&self.cfg.log.log_dir);
+            events.extend(self.pause_requests(&asked.pauses));
+            if asked.restart {
+                events.push_back(self.planned_restart_requested());
+            }
         }
+        events.extend(self.pause_expired()); // issue 11
         if let Some(cause) = self.server_exit() {
             events.push_back(Event::Exited(cause));
         }
@@ -274,7 +286,8 @@ impl<'a> Monitor<'a> {
             let actions = self.policy.handle(event.clone(), Instant::now());
             self.history
                 .observe(&event, &actions, self.policy.snapshot().phase); // history hook
-            for action in actions {
+            for action in self.escalate(actions) {
+                // issue 11: through `escalation` ^
                 if let Some(next) = self.act(action) {
                     events.push_back(next);
                 }
@@ -305,7 +318,7 @@ impl<'a> Monitor<'a> {
 
     /// The named deadlines the loop's wait takes the earliest of. A new
     /// timer is added here, with a [`Wake`] of its own.
-    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 7] {
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 8] {
         let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
         // With no timer of the policy's, the loop still turns now and then.
         let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
@@ -323,6 +336,7 @@ impl<'a> Monitor<'a> {
                 Wake::Heartbeat,
             ),
             at(Some(self.history.next_due()), Wake::History), // history hook
+            at(self.oncall.next_wakeup(), Wake::Escalation),  // issue 11
         ]
     }
 
@@ -381,6 +395,7 @@ impl<'a> Monitor<'a> {
         let Ok(old) = state::read(&self.cfg.log.log_dir) else {
             return;
         };
+        self.resume_pause(&old); // issue 11
         let p = &self.cfg.policy;
         let window =
             p.restart_cooldown.max(p.check_interval.saturating_mul(3)) + Duration::from_secs(5);
@@ -395,7 +410,9 @@ impl<'a> Monitor<'a> {
         log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
             "resuming from the state file the previous monitor left (it did not stop on purpose)");
         self.state.resume(&old);
+        let given_up = r.given_up; // issue 11
         self.policy.resume(r, Instant::now());
+        (self.oncall).restore(&old.escalation, given_up, Instant::now(), SystemTime::now());
     }
 
     /// Adopt, watch or start: what the monitor finds decides how it begins.
@@ -839,6 +856,66 @@ impl<'a> Monitor<'a> {
     }
 }
 
+/// Issue 11: the loop's side of reminders, flap control and pauses (the
+/// decisions are `escalation`'s, the requests `pause`'s).
+impl Monitor<'_> {
+    /// Passes the policy's actions through `escalation`, and adds what is
+    /// due of its own (reminders, "Stable Again").
+    fn escalate(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut out = Vec::new();
+        for a in actions {
+            out.extend(self.oncall.handle(a, now, wall));
+        }
+        out.extend(self.oncall.tick(now, wall));
+        out
+    }
+
+    /// The pause and resume requests a SIGUSR1 brought: logged, acknowledged
+    /// in the state file, and the policy's events they make.
+    fn pause_requests(&mut self, requests: &[crate::pause::Request]) -> Vec<Event> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut events = Vec::new();
+        for r in requests {
+            let (event, notice) = self.oncall.request(r, now, wall);
+            log::log!(notice.level(), by = r.by.as_str(); "{notice}");
+            events.extend(event);
+            self.state.pause_acked(r.id.clone());
+        }
+        events
+    }
+
+    /// A pause with `--for` that has run out: the policy's `Resume`.
+    fn pause_expired(&mut self) -> Option<Event> {
+        if !self.oncall.pause_expired(Instant::now()) {
+            return None;
+        }
+        let n = crate::escalation::Notice::PauseEnded;
+        log::log!(n.level(), "{n}");
+        Some(Event::Resume)
+    }
+
+    /// A pause the previous monitor left goes on, until its end (it does
+    /// not depend on how that monitor stopped).
+    fn resume_pause(&mut self, old: &State) {
+        let Some(p) = &old.pause else { return };
+        if self
+            .oncall
+            .restore_pause(p, Instant::now(), SystemTime::now())
+        {
+            log::warn!(by = p.by.as_str(); "{} goes on from the previous monitor", p.describe());
+            let _ = self.policy.handle(Event::Pause, Instant::now());
+        }
+    }
+
+    /// The state file's and the STATUS line's part of `escalation`.
+    fn hand_over_oncall(&mut self) {
+        self.state.oncall(&self.oncall);
+        let pause = self.oncall.saved_pause().map(|p| p.describe());
+        self.notify.paused(pause);
+    }
+}
+
 /// How long the loop waits when the policy has no timer.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 
@@ -859,6 +936,8 @@ enum Wake {
     Heartbeat,
     /// The history's heartbeat, day line or pruning (issue 12).
     History,
+    /// Issue 11: a reminder, "Stable Again", or the end of a pause.
+    Escalation,
     /// The policy had no timer: the [`IDLE_WAIT`] passed.
     Idle,
     Signal,
@@ -876,6 +955,7 @@ impl Wake {
             Wake::StateSave => "state save",
             Wake::Heartbeat => "heartbeat",
             Wake::History => "history",
+            Wake::Escalation => "escalation",
             Wake::Idle => "idle",
             Wake::Signal => "signal",
             Wake::ServerExit => "server exit",

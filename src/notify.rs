@@ -88,6 +88,8 @@ pub struct Notifier {
     next_ping: Arc<Mutex<Option<Instant>>>,
     ready: bool,
     status: String,
+    /// Issue 11: `paused (until …, by …)` while paused.
+    pause: Option<String>,
 }
 
 impl Notifier {
@@ -111,6 +113,7 @@ impl Notifier {
             watchdog,
             ready: false,
             status: String::new(),
+            pause: None,
         }
     }
 
@@ -212,12 +215,18 @@ impl Notifier {
         if !self.is_enabled() {
             return;
         }
-        let status = status_line(snap, server_pid);
+        let status = paused_line(self.pause.as_deref(), status_line(snap, server_pid));
         if !snap.phase.is_starting() {
             self.ready(&status);
         }
         self.status(&status);
         self.ping_if_due(now);
+    }
+
+    /// Issue 11: the pause the STATUS line leads with (`SavedPause::describe`),
+    /// or none.
+    pub fn paused(&mut self, pause: Option<String>) {
+        self.pause = pause;
     }
 
     pub fn stopping(&mut self) {
@@ -242,6 +251,14 @@ pub fn status_line(snap: &Snapshot, server_pid: Option<u32>) -> String {
             "gave up after {} restart attempts: manual intervention required (last: {last})",
             snap.attempts
         ),
+    }
+}
+
+/// Pure: the STATUS line leads with the pause, if any (issue 11).
+pub fn paused_line(pause: Option<&str>, status: String) -> String {
+    match pause {
+        Some(p) => format!("{p}; {status}"),
+        None => status,
     }
 }
 
@@ -343,6 +360,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_leads_the_status_line() {
+        let p = "paused (until resume, by alice (uid 1000, pid 42))";
+        assert_eq!(
+            paused_line(Some(p), "server pid 9 healthy".into()),
+            "paused (until resume, by alice (uid 1000, pid 42)); server pid 9 healthy"
+        );
+        assert_eq!(
+            paused_line(None, "server pid 9 healthy".into()),
+            "server pid 9 healthy"
+        );
+    }
+
+    #[test]
     fn notify_socket_forms() {
         assert_eq!(
             parse_target("/run/systemd/notify"),
@@ -402,6 +432,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(now))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let mut buf = [0u8; 256];
         let mut recv = || {
@@ -443,6 +474,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(start))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let mut pings = Vec::new();
         let mut buf = [0u8; 64];
@@ -480,6 +512,7 @@ mod tests {
             next_ping: Arc::new(Mutex::new(Some(Instant::now()))),
             ready: false,
             status: String::new(),
+            pause: None,
         };
         let t = Instant::now();
         drop(n.keep_alive(Duration::from_secs(60)));

@@ -95,6 +95,13 @@ pub enum Event {
         used: u64,
         limit: u64,
     },
+    /// Maintenance (`server-monitor pause`, issue 11): checks go on, no
+    /// restart is made until [`Event::Resume`].
+    Pause,
+    /// The pause is over: the usual rules act again from a fresh failure
+    /// count (and attempt count); a server that exited meanwhile is
+    /// restarted at once when RESTART_ON_EXIT holds.
+    Resume,
 }
 
 /// Why a server is being started.
@@ -158,6 +165,26 @@ pub enum Alert {
         by: String,
         reason: String,
     },
+    /// A reminder while given up (`escalation`, ALERT_REMINDER).
+    StillDown {
+        down_for: Duration,
+        since: std::time::SystemTime,
+        reminder: u32,
+        max: u32,
+        /// `None` for the last one.
+        next_in: Option<Duration>,
+        last_error: String,
+    },
+    /// FLAP_RESTARTS restarts within FLAP_WINDOW (`escalation`).
+    Flapping {
+        restarts: Vec<crate::escalation::RestartRecord>,
+        window: Duration,
+    },
+    /// FLAP_WINDOW / 2 without a restart after flapping (`escalation`).
+    StableAgain {
+        restarts: Vec<crate::escalation::RestartRecord>,
+        quiet: Duration,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -189,6 +216,12 @@ pub enum Note {
     CannotRestart {
         by: String,
     },
+    /// A restart was due while paused: none is made until resume.
+    HeldByPause {
+        cause: String,
+    },
+    /// What `escalation` says (suppressed alerts, pauses).
+    Escalation(crate::escalation::Notice),
 }
 
 impl Note {
@@ -198,6 +231,7 @@ impl Note {
             Note::RestartDeferred { .. }
             | Note::AlreadyRestarting { .. }
             | Note::CannotRestart { .. } => log::Level::Warn,
+            Note::Escalation(n) => n.level(),
             _ => log::Level::Info,
         }
     }
@@ -252,6 +286,11 @@ impl fmt::Display for Note {
                 f,
                 "restart requested by {by} refused: no SERVER_COMMAND, this monitor only watches"
             ),
+            Note::HeldByPause { cause } => write!(
+                f,
+                "restart due ({cause}), but the monitor is paused: no restart until resume"
+            ),
+            Note::Escalation(n) => n.fmt(f),
         }
     }
 }
@@ -306,6 +345,12 @@ pub struct Policy {
     down_failures: u32,
     /// Checks in a row with the memory above MEMORY_LIMIT.
     memory_over: u32,
+    /// Issue 11: paused (maintenance): no restart until `Event::Resume`.
+    paused: bool,
+    /// While paused: the server exited (its cause), and "restart held"
+    /// was logged.
+    exited_while_paused: Option<ExitCause>,
+    held_noted: bool,
 }
 
 /// What a monitor that starts again takes over from the one before it (the
@@ -388,6 +433,9 @@ impl Policy {
             down_alerted: false,
             down_failures: 0,
             memory_over: 0,
+            paused: false,
+            exited_while_paused: None,
+            held_noted: false,
         }
     }
 
@@ -483,6 +531,7 @@ impl Policy {
             Event::Tick => self.tick(now, &mut out),
             Event::Checked(outcome) => self.checked(outcome, now, &mut out),
             Event::Spawned => {
+                self.exited_while_paused = None;
                 if let Phase::Starting { kind } = &self.phase {
                     self.phase = Phase::Verifying {
                         kind: kind.clone(),
@@ -501,6 +550,8 @@ impl Policy {
             }
             Event::Exited(cause) => self.exited(cause, now, &mut out),
             Event::Memory { used, limit } => self.memory(used, limit, now, &mut out),
+            Event::Pause => self.pause(),
+            Event::Resume => self.unpause(now, &mut out),
             Event::PlannedRestart { by } => {
                 if !self.can_restart {
                     out.push(Action::Note(Note::CannotRestart { by }));
@@ -550,7 +601,7 @@ impl Policy {
                 }
             }
             Phase::GivenUp { retry_at } => {
-                if retry_at.is_some_and(|at| now >= at) {
+                if retry_at.is_some_and(|at| now >= at) && !self.paused {
                     let cause = self.last_error.clone().unwrap_or_default();
                     let kind = StartKind::Retry {
                         cause,
@@ -684,6 +735,9 @@ impl Policy {
     }
 
     fn exited(&mut self, cause: ExitCause, now: Instant, out: &mut Vec<Action>) {
+        if self.paused {
+            self.exited_while_paused = Some(cause.clone());
+        }
         let cause = cause.to_string();
         match &self.phase {
             Phase::Verifying { kind, .. } => {
@@ -801,6 +855,13 @@ impl Policy {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if self.paused {
+            if !self.held_noted {
+                self.held_noted = true;
+                out.push(Action::Note(Note::HeldByPause { cause }));
+            }
+            return;
+        }
         if !self.can_restart || self.attempts >= self.rules.max_restart_attempts {
             return self.give_up(cause, now, out);
         }
@@ -839,6 +900,46 @@ impl Policy {
         self.memory_over = 0;
         self.phase = Phase::Starting { kind: kind.clone() };
         out.push(Action::Start(kind));
+    }
+
+    /// Issue 11: a pause holds back every restart (a planned one, asked
+    /// by a person, still goes); checks go on.
+    fn pause(&mut self) {
+        self.paused = true;
+        self.held_noted = false;
+        if let Phase::Pending { .. } = self.phase {
+            self.phase = Phase::Running {
+                healthy_since: None,
+            };
+        }
+    }
+
+    /// The end of a pause: a fresh start — failures and attempts at zero,
+    /// a give-up episode closed (the pause closed its incident), no
+    /// cooldown; a server that exited meanwhile is restarted at once
+    /// (RESTART_ON_EXIT).
+    fn unpause(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !std::mem::replace(&mut self.paused, false) {
+            return;
+        }
+        self.failures = 0;
+        self.memory_over = 0;
+        self.attempts = 0;
+        self.down_alerted = false;
+        self.down_failures = 0;
+        self.last_restart = None;
+        if self.is_starting() || matches!(self.phase, Phase::Idle) {
+            return;
+        }
+        self.phase = Phase::Running {
+            healthy_since: None,
+        };
+        self.next_check = now;
+        if let Some(cause) = self.exited_while_paused.take() {
+            if self.rules.restart_on_exit {
+                self.restart_due(cause.to_string(), 0, now, out);
+            }
+        }
     }
 
     fn give_up(&mut self, cause: String, now: Instant, out: &mut Vec<Action>) {
@@ -1752,6 +1853,135 @@ mod tests {
             [Alert::PlannedRestartFailed { .. }]
         ));
         assert_eq!(s.restarts(), 1, "an automatic restart follows");
+    }
+
+    // Issue 11: pauses.
+
+    #[test]
+    fn paused_never_restarts() {
+        let mut s = Scenario::running(PolicySettings {
+            retry_after_give_up: Some(5 * SEC),
+            ..rules()
+        });
+        s.at(1.0).feed(Event::Pause);
+        let before = s.starts.len();
+        // Failed checks go on and are counted, far past the threshold.
+        let mut notes = vec![];
+        for i in 1..=20 {
+            let out = s.check_at(1.0 + 10.0 * i as f64, failed());
+            notes.extend(
+                out.into_iter()
+                    .filter(|a| matches!(a, Action::Note(Note::HeldByPause { .. }))),
+            );
+        }
+        assert_eq!(s.p.snapshot().failures, 20);
+        // The server exits: not restarted either (RESTART_ON_EXIT included).
+        s.at(205.0);
+        assert!(s
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))))
+            .iter()
+            .all(|a| !matches!(a, Action::Start(_))));
+        for i in 1..=10 {
+            s.check_at(205.0 + 10.0 * i as f64, failed());
+        }
+        assert_eq!(s.starts.len(), before, "{:?}", s.starts);
+        assert!(s.alerts.is_empty(), "no Down while paused: {:?}", s.alerts);
+        assert_eq!(notes.len(), 1, "the held restart is logged once");
+        assert_eq!(s.phase(), PhaseName::Running);
+    }
+
+    #[test]
+    fn paused_given_up_makes_no_retry() {
+        let mut s = given_up(SEC, 5 * SEC);
+        s.after(SEC).feed(Event::Pause);
+        for _ in 0..100 {
+            s.after(SEC / 2).tick_answering(&failed());
+        }
+        assert_eq!(s.restarts(), 1);
+        assert!(!s
+            .starts
+            .iter()
+            .any(|k| matches!(k, StartKind::Retry { .. })));
+    }
+
+    #[test]
+    fn resume_starts_a_fresh_failure_count() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Pause);
+        for i in 1..=5 {
+            s.check_at(1.0 + 10.0 * i as f64, failed());
+        }
+        s.at(55.0).feed(Event::Resume);
+        assert_eq!(s.p.snapshot().failures, 0);
+        // FAILURE_THRESHOLD more failed checks, then the usual restart.
+        s.check_at(55.0, failed());
+        s.check_at(65.0, failed());
+        assert!(s.starts.len() == 1, "{:?}", s.starts);
+        s.check_at(75.0, failed());
+        assert!(matches!(
+            s.starts.last(),
+            Some(StartKind::Restart { attempt: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn resume_restarts_a_server_that_exited_while_paused_at_once() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Pause);
+        s.at(2.0)
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
+        s.check_at(10.0, failed());
+        assert_eq!(s.restarts(), 0);
+        s.at(11.0);
+        let out = s.feed(Event::Resume);
+        assert!(
+            matches!(
+                out[..],
+                [Action::Start(StartKind::Restart { attempt: 1, .. })]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn resume_out_of_give_up_starts_over() {
+        let mut s = given_up(SEC, 600 * SEC);
+        s.after(SEC).feed(Event::Pause);
+        s.after(SEC).feed(Event::Resume);
+        assert_eq!(s.phase(), PhaseName::Running);
+        assert_eq!(s.p.snapshot().attempts, 0);
+        // Still broken: FAILURE_THRESHOLD checks, then restarts again, and a
+        // new give-up sends a new Down.
+        for _ in 0..200 {
+            s.after(SEC / 2);
+            s.tick_answering(&failed());
+            if s.phase() == PhaseName::Starting {
+                s.feed(Event::Spawned);
+                s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
+            }
+        }
+        assert!(s.restarts() >= 2, "{:?}", s.starts);
+        assert_eq!(s.count(is_down), 2, "{:?}", s.alerts);
+    }
+
+    #[test]
+    fn a_resume_without_a_pause_changes_nothing() {
+        let mut s = Scenario::running(rules());
+        s.check_at(10.0, failed());
+        s.check_at(20.0, failed());
+        s.feed(Event::Resume);
+        assert_eq!(s.p.snapshot().failures, 2);
+    }
+
+    #[test]
+    fn a_planned_restart_still_goes_while_paused() {
+        let mut s = Scenario::running(rules());
+        s.at(1.0).feed(Event::Pause);
+        let out = s.feed(Event::PlannedRestart { by: "ops".into() });
+        assert!(matches!(
+            out[..],
+            [Action::Start(StartKind::Planned { .. })]
+        ));
     }
 
     #[test]

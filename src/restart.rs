@@ -14,7 +14,9 @@
 //!
 //! The monitor's side is here too: [`requested`] turns the request files
 //! into the state file's record when SIGUSR1 comes, and [`record_outcome`]
-//! fills in how it ended from the policy's notes.
+//! fills in how it ended from the policy's notes. SIGUSR1 also carries
+//! `pause` and `resume` (issue 11): [`signalled`] takes their requests first
+//! and says whether the signal asks for a restart at all.
 
 use std::fs;
 use std::path::Path;
@@ -58,6 +60,36 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
         let _ = fs::remove_file(&path);
     }
     out
+}
+
+/// Whether a restart request file is waiting (a SIGUSR1 that brought only
+/// pause requests is no restart).
+fn has_requests(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
+        })
+    })
+}
+
+/// What one SIGUSR1 asks for (issue 11: `pause` and `resume` use the same
+/// signal): the pause and resume requests, taken first, oldest first; and
+/// whether a planned restart is asked too — when a restart request came,
+/// or no request at all (a bare `kill -USR1`).
+#[derive(Debug, PartialEq)]
+pub struct Signalled {
+    pub pauses: Vec<crate::pause::Request>,
+    pub restart: bool,
+}
+
+/// SIGUSR1 came: takes the pause requests and says whether a planned
+/// restart is asked (its request files are then [`requested`]'s).
+pub fn signalled(dir: &Path) -> Signalled {
+    let pauses = crate::pause::take_requests(dir);
+    let restart = pauses.is_empty() || has_requests(dir);
+    Signalled { pauses, restart }
 }
 
 /// SIGUSR1 came: takes the request files and says who asked, for the state
@@ -129,7 +161,7 @@ pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// Who is asking: user (and sudo user), uid and pid, for the monitor's log.
-fn requester() -> String {
+pub fn requester() -> String {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let uid = status
         .lines()
@@ -284,6 +316,45 @@ mod tests {
         assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
         assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
         assert_eq!(user_name(passwd, 5), None);
+    }
+
+    #[test]
+    fn a_signal_with_pause_requests_alone_asks_no_restart() {
+        let dir = std::env::temp_dir().join(format!("sm-signalled-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            signalled(&dir),
+            Signalled {
+                pauses: vec![],
+                restart: true
+            },
+            "a bare SIGUSR1 is a planned restart"
+        );
+        let pause = crate::pause::Request {
+            id: "001-1".into(),
+            by: "alice".into(),
+            pause: true,
+            for_ms: None,
+        };
+        let write_pause = || {
+            fs::write(
+                dir.join("pause-001-1.request"),
+                serde_json::to_vec(&pause).unwrap(),
+            )
+            .unwrap()
+        };
+        write_pause();
+        let s = signalled(&dir);
+        assert_eq!((s.pauses, s.restart), (vec![pause.clone()], false));
+        write_pause();
+        fs::write(dir.join("restart-1-2.request"), b"{}").unwrap();
+        let s = signalled(&dir);
+        assert_eq!((s.pauses, s.restart), (vec![pause.clone()], true));
+        assert!(
+            dir.join("restart-1-2.request").exists(),
+            "left for `requested`"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
+    /// Issue 11: a maintenance pause (`server-monitor pause`).
+    #[serde(default)]
+    pub pause: Option<crate::escalation::SavedPause>,
+    /// The ids of the last pause/resume requests the monitor took.
+    #[serde(default)]
+    pub pause_acks: Vec<String>,
+    /// Reminder schedule, flap state, suppressed alerts.
+    #[serde(default)]
+    pub escalation: crate::escalation::Saved,
     /// The server's memory and CPU, measured at every check with
     /// MEMORY_LIMIT, else at most once a minute (src/usage.rs).
     #[serde(default)]
@@ -211,6 +220,22 @@ impl Writer {
         self.state.planned_restart.as_mut()
     }
 
+    /// Issue 11: the escalation's part (pause, reminder schedule, flap
+    /// state), taken from it at each save.
+    pub fn oncall(&mut self, e: &crate::escalation::Escalation) {
+        self.state.pause = e.saved_pause();
+        self.state.escalation = e.saved();
+    }
+
+    /// Issue 11: a pause or resume request was taken; its command waits for
+    /// its id in `pause_acks` (the last [`crate::pause::ACKS_KEPT`] kept).
+    pub fn pause_acked(&mut self, id: String) {
+        let acks = &mut self.state.pause_acks;
+        acks.push(id);
+        let excess = acks.len().saturating_sub(crate::pause::ACKS_KEPT);
+        acks.drain(..excess);
+    }
+
     /// When a last check that was held back is due to be written.
     pub fn next_due(&self) -> Option<Instant> {
         (self.state.last_check != self.written_check
@@ -327,7 +352,14 @@ pub fn render(s: &State, monitor_running: bool) -> String {
         "not running"
     };
     let _ = writeln!(out, "monitor:        pid {} ({monitor})", s.monitor_pid);
-    let _ = writeln!(out, "state:          {}", s.phase);
+    match &s.pause {
+        Some(p) => {
+            let _ = writeln!(out, "state:          {}; {}", p.describe(), s.phase);
+        }
+        None => {
+            let _ = writeln!(out, "state:          {}", s.phase);
+        }
+    }
     let server = s
         .server_pid
         .map_or("none".to_string(), |p| format!("pid {p}"));
@@ -379,6 +411,26 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             (false, None, _) => "failed".to_string(),
         };
         let _ = writeln!(out, "last heartbeat: {} {result}", h.time);
+    }
+    let e = &s.escalation;
+    if let Some(i) = &e.incident {
+        let _ = writeln!(
+            out,
+            "incident:       given up since {}; {}/{} reminders sent",
+            i.since,
+            i.reminders_sent,
+            crate::escalation::MAX_REMINDERS
+        );
+    }
+    if let Some(list) = &e.flapping {
+        let _ = writeln!(
+            out,
+            "flapping:       {} restarts in this episode; per-restart alerts held",
+            list.len()
+        );
+    }
+    if e.alerts_suppressed_total > 0 {
+        let _ = writeln!(out, "suppressed:     {} alerts", e.alerts_suppressed_total);
     }
     let _ = writeln!(out, "since:          {}", s.started);
     let _ = writeln!(out, "updated:        {}", s.updated);
@@ -435,6 +487,31 @@ mod tests {
         };
         let r = resumable(&running, url, 1_000_000, w).unwrap();
         assert!(!r.given_up && r.attempts == 1);
+    }
+
+    #[test]
+    fn status_says_paused_until_by() {
+        let s = State {
+            phase: PhaseName::Running,
+            pause: Some(crate::escalation::SavedPause {
+                by: "alice (uid 1000, pid 42)".into(),
+                since: "2026-12-01T08:00:00.000Z".into(),
+                since_unix_ms: 1,
+                until: Some("2026-12-01T08:30:00.000Z".into()),
+                until_unix_ms: Some(2),
+            }),
+            ..State::default()
+        };
+        let text = render(&s, true);
+        assert!(
+            text.contains("state:          paused (until 2026-12-01T08:30:00.000Z, by alice (uid 1000, pid 42)); running"),
+            "{text}"
+        );
+        assert!(!render(&State::default(), true).contains("paused"));
+        // An older state file without these fields still reads.
+        let old: State = serde_json::from_str(r#"{"monitor_pid":1,"service_name":"","health_url":"","phase":"running","server_pid":null,"consecutive_failures":0,"restart_attempts":0,"max_restart_attempts":3,"restarts_total":0,"last_check":null,"last_error":null,"last_restart":null,"started":"","updated":""}"#).unwrap();
+        assert_eq!(old.pause, None);
+        assert_eq!(old.escalation, crate::escalation::Saved::default());
     }
 
     #[test]

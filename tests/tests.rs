@@ -17,6 +17,7 @@ mod it {
     mod http;
     mod lifecycle;
     mod memory;
+    mod oncall;
     mod process;
     mod properties;
     mod report_html;

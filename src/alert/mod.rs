@@ -87,20 +87,90 @@ fn footer(ctx: &Context<'_>, with_tail: bool) -> String {
     s
 }
 
+/// The TITLE of an alert's subject `[SERVICE_NAME Alert] TITLE`.
+pub fn title(alert: &Alert) -> &'static str {
+    match alert {
+        Alert::Restarted { .. } => "Server Restarted Successfully",
+        Alert::Down { .. } => "Server Down - Manual Intervention Required",
+        Alert::Recovered { .. } => "Server Recovered",
+        Alert::PlannedRestartFailed { .. } => "Planned Restart Failed",
+        Alert::StillDown { .. } => "Server Still Down - Manual Intervention Required",
+        Alert::Flapping { .. } => "Server Flapping",
+        Alert::StableAgain { .. } => "Server Stable Again",
+    }
+}
+
+/// The restarts of a flapping episode, one line each: time (UTC) and cause.
+fn restart_lines(restarts: &[crate::escalation::RestartRecord]) -> String {
+    restarts
+        .iter()
+        .map(|r| format!("  {}  {}\n", utc_iso8601_millis(r.time), one_line(&r.cause)))
+        .collect()
+}
+
 /// Whether `alert` quotes the last lines of server_error.log: the one
 /// answer, for the monitor (which reads them) and [`render`] (which shows
 /// them).
 pub fn quotes_error_tail(alert: &Alert) -> bool {
     match alert {
         Alert::Down { .. } | Alert::PlannedRestartFailed { .. } => true,
+        // issue 11
+        Alert::StillDown { .. } | Alert::Flapping { .. } => true,
         Alert::Restarted { .. } | Alert::Recovered { .. } => false,
+        Alert::StableAgain { .. } => false,
     }
 }
 
 /// The subject and body of a policy alert.
 pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
+    use crate::escalation::fmt_span;
     let tail = quotes_error_tail(alert);
     match alert {
+        Alert::StillDown {
+            down_for,
+            since,
+            reminder,
+            max,
+            next_in,
+            last_error,
+        } => Message {
+            event: "still-down",
+            subject: subject(ctx, title(alert)),
+            body: format!(
+                "Server has been down for {} (since {}).\nReminder {reminder} of {max}: the monitor has given up restarting it.\nLast error: {}\n{}\n\nManual intervention required.\n{}",
+                fmt_span(*down_for),
+                utc_iso8601_millis(*since),
+                one_line(last_error),
+                match next_in {
+                    Some(d) => format!("Next reminder in {} unless it recovers.", fmt_span(*d)),
+                    None => "This is the last reminder: no more follow for this incident.".to_string(),
+                },
+                footer(ctx, tail)
+            ),
+        },
+        Alert::Flapping { restarts, window } => Message {
+            event: "flapping",
+            subject: subject(ctx, title(alert)),
+            body: format!(
+                "Server restarted {} times in the last {}.\n{}\nRestarts go on as usual, but no \"Server Restarted Successfully\" alert is sent for each\nuntil it has gone {} without a restart (\"Server Stable Again\" then lists them all).\nA give-up is still alerted.\n{}",
+                restarts.len(),
+                fmt_span(*window),
+                restart_lines(restarts),
+                fmt_span(*window / 2),
+                footer(ctx, tail)
+            ),
+        },
+        Alert::StableAgain { restarts, quiet } => Message {
+            event: "stable-again",
+            subject: subject(ctx, title(alert)),
+            body: format!(
+                "Server has gone {} without a restart after flapping.\nIt was restarted {} times in this episode:\n{}\nEach restart is alerted again from now on.\n{}",
+                fmt_span(*quiet),
+                restarts.len(),
+                restart_lines(restarts),
+                footer(ctx, tail)
+            ),
+        },
         Alert::Restarted { down_checks, cause } => Message {
             event: "restarted",
             subject: subject(ctx, "Server Restarted Successfully"),
@@ -294,6 +364,95 @@ mod tests {
             health_url: "http://127.0.0.1:8000/health",
             error_tail: tail,
         }
+    }
+
+    #[test]
+    fn still_down_flapping_and_stable_again_have_their_subjects_and_lines() {
+        use crate::escalation::RestartRecord;
+        let h = Duration::from_secs(3600);
+        let since = UNIX_EPOCH + Duration::from_secs(1_699_990_000);
+        let tail = vec!["Traceback".to_string()];
+        let m = render(
+            &Alert::StillDown {
+                down_for: 3 * h,
+                since,
+                reminder: 2,
+                max: 5,
+                next_in: Some(4 * h),
+                last_error: "refused".into(),
+            },
+            &ctx(&tail),
+        );
+        assert_eq!(
+            m.subject,
+            "[Chatbot Server Alert] Server Still Down - Manual Intervention Required"
+        );
+        assert!(
+            m.body.starts_with(
+                "Server has been down for 3h (since 2023-11-14T19:26:40.000Z).\nReminder 2 of 5"
+            ),
+            "{}",
+            m.body
+        );
+        assert!(m.body.contains("Next reminder in 4h unless it recovers."));
+        assert!(m.body.contains("Host: vm1\n") && m.body.contains("Traceback"));
+        let last = render(
+            &Alert::StillDown {
+                down_for: 31 * h,
+                since,
+                reminder: 5,
+                max: 5,
+                next_in: None,
+                last_error: "refused".into(),
+            },
+            &ctx(&[]),
+        );
+        assert!(
+            last.body
+                .contains("This is the last reminder: no more follow"),
+            "{}",
+            last.body
+        );
+        let restarts = vec![
+            RestartRecord {
+                time: since,
+                cause: "process exited with status 1".into(),
+            },
+            RestartRecord {
+                time: since + Duration::from_secs(120),
+                cause: "3 failed checks, last: refused".into(),
+            },
+        ];
+        let f = render(
+            &Alert::Flapping {
+                restarts: restarts.clone(),
+                window: Duration::from_secs(1800),
+            },
+            &ctx(&[]),
+        );
+        assert_eq!(f.subject, "[Chatbot Server Alert] Server Flapping");
+        assert!(f.body.starts_with("Server restarted 2 times in the last 30m.\n  2023-11-14T19:26:40.000Z  process exited with status 1\n  2023-11-14T19:28:40.000Z  3 failed checks"), "{}", f.body);
+        assert!(f.body.contains("Health URL: http://127.0.0.1:8000/health"));
+        let st = render(
+            &Alert::StableAgain {
+                restarts,
+                quiet: Duration::from_secs(900),
+            },
+            &ctx(&[]),
+        );
+        assert_eq!(st.subject, "[Chatbot Server Alert] Server Stable Again");
+        assert!(
+            st.body.starts_with(
+                "Server has gone 15m without a restart after flapping.\nIt was restarted 2 times"
+            ),
+            "{}",
+            st.body
+        );
+        assert!(st.body.contains("Host: vm1\n"));
+        assert_eq!(
+            (m.event, f.event, st.event),
+            ("still-down", "flapping", "stable-again")
+        );
     }
 
     #[test]
