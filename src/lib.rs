@@ -22,6 +22,7 @@ pub mod reexec;
 pub mod restart;
 pub mod server;
 pub mod state;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tls;
