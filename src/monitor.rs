@@ -126,7 +126,9 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
-    Monitor::new(cfg, signals, lock).run()
+    // Issue 13: the status endpoints (a bind error is a runtime error naming STATUS_LISTEN).
+    let live = crate::status::live::Live::new(cfg, Instant::now()).map_err(RunError::Setup)?;
+    Monitor::new(cfg, signals, lock, live).run()
 }
 
 /// Fault injection for the tests, in debug builds only: with
@@ -233,10 +235,17 @@ struct Monitor<'a> {
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
+    /// Issue 13: the status listener, /metrics figures, recent checks.
+    live: crate::status::live::Live,
 }
 
 impl<'a> Monitor<'a> {
-    fn new(cfg: &'a Config, signals: Signals, lock: Lock) -> Monitor<'a> {
+    fn new(
+        cfg: &'a Config,
+        signals: Signals,
+        lock: Lock,
+        live: crate::status::live::Live,
+    ) -> Monitor<'a> {
         let now = Instant::now();
         let started = utc_iso8601_millis(SystemTime::now());
         let state = State {
@@ -268,6 +277,7 @@ impl<'a> Monitor<'a> {
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
+            live,
         }
     }
 
@@ -315,6 +325,15 @@ impl<'a> Monitor<'a> {
             }
             self.save_state();
             self.tell_systemd();
+            // Issue 13: the figures of this turn, then serve what is ready.
+            let snap = self.policy.snapshot();
+            self.live.update(
+                &snap,
+                self.state.restarts_total,
+                &self.alerts,
+                Instant::now(),
+            );
+            self.live.service(Instant::now(), &self.state);
             self.wait();
         }
         self.shut_down();
@@ -462,6 +481,8 @@ impl<'a> Monitor<'a> {
                 CheckOutcome::Healthy { .. } => None,
             },
         });
+        self.live
+            .checked(self.state.last_check.as_ref()?, c.latency); // issue 13
         Some(c.outcome)
     }
 
@@ -546,6 +567,9 @@ impl<'a> Monitor<'a> {
             self.stop_server();
             self.state.restarts_total += 1;
             self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
+            self.live
+                .restarting(&kind, self.state.last_restart.as_deref().unwrap_or(""));
+            // issue 13
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.
@@ -685,6 +709,7 @@ impl<'a> Monitor<'a> {
             error_tail: &tail,
         };
         let msg = alert::render(a, &ctx);
+        self.live.alerted(a, &utc_iso8601_millis(now)); // issue 13
         let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
@@ -899,6 +924,11 @@ impl<'a> Monitor<'a> {
                 self.alerts
                     .next_due()
                     .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
+            )
+            .min(
+                self.live
+                    .next_deadline()
+                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
             );
         if timeout.is_zero() {
             return;
@@ -908,7 +938,10 @@ impl<'a> Monitor<'a> {
             fds.push(s.pidfd());
             fds.extend(s.writer_pidfds());
         }
-        let _ = sys::poll_readable(&fds, timeout);
+        // Issue 13: the status listener's fds join the wait (some for writing).
+        let mut fds: Vec<_> = fds.into_iter().map(|fd| (fd, false)).collect();
+        fds.extend(self.live.fds());
+        let _ = sys::poll_ready(&fds, timeout);
         self.signals.drain();
     }
 

@@ -78,6 +78,8 @@ pub struct Dispatcher {
     /// Channels that failed in this turn, and when the entry that failed on
     /// them is due again.
     down: HashMap<&'static str, Instant>,
+    /// Delivery attempts by (channel, `sent` | `failed`), for /metrics (issue 13).
+    pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// Pure: whether another attempt of up to `timeout` may start at `now` in a
@@ -114,7 +116,13 @@ impl Dispatcher {
             cancel: None,
             turn_start: None,
             down: HashMap::new(),
+            outcomes: BTreeMap::new(),
         }
+    }
+
+    /// How many alerts wait in the outbox (for /metrics).
+    pub fn pending(&self) -> usize {
+        self.schedule.len()
     }
 
     /// [`Dispatcher::new`], then the entries an earlier run left in
@@ -402,6 +410,8 @@ impl Dispatcher {
                 let t = Instant::now();
                 let result = self.attempt(channel, &entry);
                 let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+                let outcome = if result.is_ok() { "sent" } else { "failed" };
+                *self.outcomes.entry((channel, outcome)).or_default() += 1;
                 match result {
                     Ok(()) if channel == LOCAL => entry.mark_delivered(channel),
                     Ok(()) => {

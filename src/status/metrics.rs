@@ -203,19 +203,42 @@ impl Metrics {
     /// `email`, `webhook`, `eml` for the local file); `suppressed` when it
     /// was not sent on purpose. An unknown channel name is not counted.
     pub fn record_alert(&mut self, channel: &str, result: &str) {
-        let c = match channel {
-            "email" => 0,
-            "webhook" => 1,
-            "eml" | "file" => 2,
-            _ => return,
+        let Some(c) = channel_index(channel) else {
+            return;
         };
         if let Some(r) = RESULTS.iter().position(|x| *x == result) {
             self.alerts[c][r] += 1;
         }
     }
 
+    /// Sets the alert counts from the dispatcher's tally of
+    /// `(channel, result)`; names outside the closed sets are not shown.
+    pub fn set_alerts<'a>(
+        &mut self,
+        tally: impl IntoIterator<Item = (&'a (&'a str, &'a str), &'a u64)>,
+    ) {
+        self.alerts = [[0; 3]; 3];
+        for ((channel, result), n) in tally {
+            if let (Some(c), Some(r)) = (
+                channel_index(channel),
+                RESULTS.iter().position(|x| x == result),
+            ) {
+                self.alerts[c][r] = *n;
+            }
+        }
+    }
+
     pub fn restarts(&self, cause: Cause) -> u64 {
         self.restarts[cause as usize]
+    }
+}
+
+fn channel_index(channel: &str) -> Option<usize> {
+    match channel {
+        "email" => Some(0),
+        "webhook" => Some(1),
+        "eml" | "file" => Some(2),
+        _ => None,
     }
 }
 

@@ -36,6 +36,7 @@
 //! Not here: what the numbers are (the loop records them into
 //! [`metrics::Metrics`] and [`page::Recent`]).
 
+pub mod live;
 pub mod metrics;
 pub mod page;
 pub mod request;
