@@ -18,4 +18,5 @@ mod it {
     mod properties;
     mod restart;
     mod service;
+    mod status;
 }
