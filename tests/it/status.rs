@@ -436,7 +436,10 @@ fn slowloris_and_a_connection_flood_delay_no_check_and_no_restart() {
         "crash -> healthy {heal1:?} under attack against {heal0:?}\n{}",
         m.dump()
     );
-    assert!(reconnects > 0, "no slowloris connection was cut off at its deadline");
+    assert!(
+        reconnects > 0,
+        "no slowloris connection was cut off at its deadline"
+    );
     // The attack is over: the listener serves again within a deadline or two.
     m.wait_for(QUICK, "/healthz after the attack", || {
         get(status, "/healthz", "", QUICK).is_some_and(|r| r.0 == 200)
