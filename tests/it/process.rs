@@ -327,7 +327,7 @@ fn secrets_and_systemd_variables_do_not_reach_the_server() {
             ("SMTP_USERNAME", "mailuser-secret"),
             ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook-secret"),
             ("HEARTBEAT_URL", "http://127.0.0.1:9/beat-secret"),
-            ("STATUS_TOKEN", "token-secret"),
+            ("STATUS_TOKEN", "token-secret-0123456789"),
             ("LISTEN_FDS", "2"),
             ("LISTEN_PID", "1"),
             ("APP_SETTING", "kept-for-the-app"),
