@@ -520,3 +520,29 @@ fn a_real_prometheus_scrapes_up_and_a_restart() {
         show,
     );
 }
+
+#[test]
+fn a_busy_status_address_is_a_runtime_error_naming_it() {
+    let dir = TestDir::new("status-busy");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let status = busy.local_addr().unwrap().port();
+    let port = free_port();
+    let mut m = Monitor::start(
+        &dir,
+        &settings(port, status, &[]),
+        &demo_server_args(port, &[]),
+    );
+    let exit = m.wait_exit(QUICK);
+    assert_eq!(exit.and_then(|s| s.code()), Some(1), "{}", m.dump());
+    let err = m.stderr();
+    assert!(
+        err.contains(&format!("STATUS_LISTEN 127.0.0.1:{status}")),
+        "{err}"
+    );
+    assert!(
+        m.server_pid().is_none(),
+        "a server was started\n{}",
+        m.dump()
+    );
+    drop(busy);
+}
