@@ -217,7 +217,9 @@ impl Metrics {
         &mut self,
         tally: impl IntoIterator<Item = (&'a (&'a str, &'a str), &'a u64)>,
     ) {
-        self.alerts = [[0; 3]; 3];
+        // NOTE: only what the tally names is set: `suppressed` is counted
+        // by `record_alert` where an alert is held back on purpose
+        // (ALERT_REMINDER, flapping: issues 11 and 12), and stays.
         for ((channel, result), n) in tally {
             if let (Some(c), Some(r)) = (
                 channel_index(channel),
@@ -581,6 +583,20 @@ mod tests {
         assert!(text.contains("alerts_total{channel=\"webhook\",result=\"failed\"} 1\n"));
         assert!(!text.contains("pager"));
         assert!(text.contains("server_monitor_last_restart_timestamp_seconds 7\n"));
+    }
+
+    #[test]
+    fn the_dispatchers_tally_leaves_suppressed_counts_alone() {
+        let (mut m, t0) = fresh();
+        m.record_alert("email", "suppressed");
+        let tally: std::collections::BTreeMap<(&str, &str), u64> =
+            [(("email", "sent"), 3), (("eml", "failed"), 1)].into();
+        m.set_alerts(&tally);
+        m.set_alerts(&tally);
+        let text = render(&m, t0);
+        assert!(text.contains("alerts_total{channel=\"email\",result=\"suppressed\"} 1\n"));
+        assert!(text.contains("alerts_total{channel=\"email\",result=\"sent\"} 3\n"));
+        assert!(text.contains("alerts_total{channel=\"file\",result=\"failed\"} 1\n"));
     }
 
     #[test]
