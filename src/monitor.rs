@@ -327,13 +327,8 @@ impl<'a> Monitor<'a> {
             self.tell_systemd();
             // Issue 13: the figures of this turn, then serve what is ready.
             let snap = self.policy.snapshot();
-            self.live.update(
-                &snap,
-                self.state.restarts_total,
-                &self.alerts,
-                Instant::now(),
-            );
-            self.live.service(Instant::now(), &self.state);
+            self.live
+                .turn(&snap, &self.state, &self.alerts, Instant::now());
             self.wait();
         }
         self.shut_down();
@@ -481,8 +476,8 @@ impl<'a> Monitor<'a> {
                 CheckOutcome::Healthy { .. } => None,
             },
         });
-        self.live
-            .checked(self.state.last_check.as_ref()?, c.latency); // issue 13
+        let recorded = self.state.last_check.as_ref()?;
+        self.live.checked(recorded, c.latency); // issue 13
         Some(c.outcome)
     }
 
@@ -567,9 +562,9 @@ impl<'a> Monitor<'a> {
             self.stop_server();
             self.state.restarts_total += 1;
             self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
-            self.live
-                .restarting(&kind, self.state.last_restart.as_deref().unwrap_or(""));
-            // issue 13
+            // Issue 13: counted by cause, an incident on the status page.
+            let at = self.state.last_restart.as_deref().unwrap_or("");
+            self.live.restarting(&kind, at);
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.

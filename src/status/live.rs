@@ -109,6 +109,19 @@ impl Live {
         self.metrics.set_alerts(&alerts.outcomes);
     }
 
+    /// Once a loop turn, before the wait: [`Self::update`], then
+    /// [`Self::service`].
+    pub fn turn(
+        &mut self,
+        snap: &Snapshot,
+        state: &State,
+        alerts: &crate::alert::Dispatcher,
+        now: Instant,
+    ) {
+        self.update(snap, state.restarts_total, alerts, now);
+        self.service(now, state);
+    }
+
     /// What the loop's wait polls; empty when the listener is off.
     pub fn fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         self.server
