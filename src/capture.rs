@@ -57,19 +57,16 @@ pub const PIECE_LIMIT: usize = 64 * 1024;
 pub const QUEUE_BYTES: usize = 256 * 1024;
 
 /// `server-monitor __capture FILE MAX_BYTES BACKUPS`: copy stdin to FILE with
-/// size rotation until EOF, then exit 0. Exit 1 when stdin cannot be read.
-pub fn run(file: PathBuf, max_bytes: u64, backups: u32) -> i32 {
+/// size rotation until EOF. `Err` (the message) when stdin cannot be read.
+pub fn run(file: PathBuf, max_bytes: u64, backups: u32) -> Result<(), String> {
     let mut rotating = RotatingFile::new(file, max_bytes, backups);
     let path = rotating.path().to_path_buf();
     match copy(io::stdin().lock(), &mut rotating, QUEUE_BYTES) {
-        Ok(_) => 0,
-        Err(e) => {
-            throttle::warn_stderr(format_args!(
-                "server-monitor __capture: cannot read the output for {}: {e}",
-                path.display()
-            ));
-            1
-        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "cannot read the output for {}: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -325,6 +322,7 @@ impl LineSplitter {
     }
 
     /// Bytes held back as a partial piece.
+    #[cfg(test)]
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

@@ -1,12 +1,19 @@
 //! The hand-written argv parser: subcommand, setting flags, `--env-file`,
-//! `--json`, and the words after `--`.
+//! `--json`, the subcommands' own flags (`pause --for`, `report --since`,
+//! `--month`, `--csv`, `--html`), the words after `--`, the hidden
+//! `__capture FILE MAX_BYTES BACKUPS`; and the `--help` text ([`help`]).
 //!
-//! [`parse`] takes the arguments as data (without `argv[0]`) and never reads the
-//! process itself. It only knows which flag names exist (from
-//! [`config::SETTINGS`]) and which are booleans; it does not check values —
-//! `config::resolve` does that, so that every bad value is reported at once.
-//! It prints nothing: `main` prints a [`UsageError`] with [`USAGE`] and exits 2.
-
+//! [`parse`] takes the arguments as data (without `argv[0]`) and never reads
+//! the process itself: a loop over the words, `Parser::parse_flag` for each
+//! `--NAME[=VALUE]`, then the subcommand's own flags put in place. It only
+//! knows which setting flags exist (from [`config::SETTINGS`]) and which are
+//! booleans; it does not check their values — `config::resolve` does that, so
+//! that every bad value is reported at once. (The subcommands' own flags are
+//! not settings, and are checked here.) It prints nothing and decides no exit
+//! status: `main` prints a [`UsageError`] with [`USAGE`] and exits 2.
+//!
+//! Layering: `cli` uses `config` (the table, the duration parser); `config`
+//! never uses `cli`.
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -130,116 +137,30 @@ pub fn parse(args: &[OsString]) -> Result<Cli, UsageError> {
     if args.first().is_some_and(|a| a == "__capture") {
         return parse_capture(&args[1..]);
     }
-    let mut words = Vec::with_capacity(args.len());
-    for (index, arg) in args.iter().enumerate() {
-        match arg.to_str() {
-            Some(word) => words.push(word),
-            None => {
-                return Err(UsageError(format!(
-                    "argument {} is not valid UTF-8: `{}`",
-                    index + 1,
-                    arg.to_string_lossy()
-                )))
-            }
-        }
-    }
-
-    let mut cli = Cli {
-        command: Command::Run,
-        flags: Vec::new(),
-        env_file: None,
-        json: false,
-        server_command: None,
+    let words = utf8_words(args)?;
+    let mut parser = Parser {
+        cli: only(Command::Run),
+        subcommand: None,
+        own_flags: Vec::new(),
     };
-    let mut subcommand: Option<&str> = None;
-    // `--for`, `--since`, `--month`, `--csv`, `--html`: checked against the
-    // subcommand once it is known (they may come before it).
-    let mut own_flags: Vec<(&str, String)> = Vec::new();
     // The first problem is reported, but only after the rest has been looked
     // at for `--help`.
     let mut first_error: Option<UsageError> = None;
     let mut rest = words.iter().copied().peekable();
     while let Some(word) = rest.next() {
         let result = match word {
-            "--" => {
-                let after: Vec<String> = rest.by_ref().map(str::to_string).collect();
-                if after.is_empty() {
-                    Err(UsageError(
-                        "`--` must be followed by the server command".to_string(),
-                    ))
-                } else {
-                    cli.server_command = Some(after);
-                    Ok(())
-                }
-            }
+            "--" => parser.server_command(rest.by_ref().map(str::to_string).collect()),
             "--help" | "-h" => return Ok(only(Command::Help)),
             "--version" | "-V" => return Ok(only(Command::Version)),
             "--json" => {
-                cli.json = true;
+                parser.cli.json = true;
                 Ok(())
             }
-            flag if flag.starts_with("--") => {
-                let (name, inline) = match flag[2..].split_once('=') {
-                    Some((name, value)) => (name, Some(value)),
-                    None => (&flag[2..], None),
-                };
-                // A value is the inline one, else the next word unless that
-                // is another flag (then a boolean means `true`, anything
-                // else is missing its value).
-                let mut value = |is_bool: bool| -> Result<String, UsageError> {
-                    if let Some(value) = inline {
-                        return Ok(value.to_string());
-                    }
-                    match rest.peek() {
-                        Some(next) if !next.starts_with("--") => {
-                            Ok(rest.next().unwrap_or_default().to_string())
-                        }
-                        _ if is_bool => Ok("true".to_string()),
-                        _ => Err(UsageError(format!("--{name} needs a value"))),
-                    }
-                };
-                match name {
-                    "help" | "version" | "json" => {
-                        Err(UsageError(format!("--{name} takes no value")))
-                    }
-                    "env-file" => value(false).map(|path| cli.env_file = Some(path.into())),
-                    own if SUBCOMMAND_FLAGS.iter().any(|(f, _, _)| *f == own) => {
-                        let (flag, _, takes_value) = SUBCOMMAND_FLAGS
-                            .iter()
-                            .find(|(f, _, _)| *f == own)
-                            .expect("just found");
-                        if *takes_value {
-                            value(false).map(|v| own_flags.push((flag, v)))
-                        } else if inline.is_some() {
-                            Err(UsageError(format!("--{name} takes no value")))
-                        } else {
-                            own_flags.push((flag, String::new()));
-                            Ok(())
-                        }
-                    }
-                    _ => match setting_for_flag(name) {
-                        Some(info) => value(info.is_bool())
-                            .map(|v| cli.flags.push((info.name.to_string(), v))),
-                        None => Err(UsageError(format!("unknown flag `--{name}`"))),
-                    },
-                }
-            }
+            flag if flag.starts_with("--") => parser.parse_flag(&flag[2..], &mut rest),
             flag if flag.starts_with('-') && flag != "-" => {
                 Err(UsageError(format!("unknown flag `{flag}`")))
             }
-            word => match (subcommand, SUBCOMMANDS.iter().find(|(n, _)| *n == word)) {
-                (None, Some((name, command))) => {
-                    subcommand = Some(name);
-                    cli.command = command.clone();
-                    Ok(())
-                }
-                (None, None) => Err(UsageError(format!(
-                    "unknown subcommand `{word}` (a server command goes after `--`)"
-                ))),
-                (Some(current), _) => Err(UsageError(format!(
-                    "unexpected argument `{word}` after `{current}`"
-                ))),
-            },
+            word => parser.subcommand(word),
         };
         if let Err(e) = result {
             first_error.get_or_insert(e);
@@ -248,6 +169,11 @@ pub fn parse(args: &[OsString]) -> Result<Cli, UsageError> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    let Parser {
+        mut cli,
+        subcommand,
+        own_flags,
+    } = parser;
     apply_subcommand_flags(&mut cli, subcommand.unwrap_or(""), &own_flags)?;
     if let (Some(name), Some(_)) = (subcommand, &cli.server_command) {
         return Err(UsageError(format!(
@@ -255,6 +181,109 @@ pub fn parse(args: &[OsString]) -> Result<Cli, UsageError> {
         )));
     }
     Ok(cli)
+}
+
+/// The arguments as text; the first that is not UTF-8 is a usage error.
+fn utf8_words(args: &[OsString]) -> Result<Vec<&str>, UsageError> {
+    args.iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            arg.to_str().ok_or_else(|| {
+                UsageError(format!(
+                    "argument {} is not valid UTF-8: `{}`",
+                    index + 1,
+                    arg.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What [`parse`] has gathered so far.
+struct Parser {
+    cli: Cli,
+    subcommand: Option<&'static str>,
+    /// `--for`, `--since`, `--month`, `--csv`, `--html`: checked against the
+    /// subcommand once it is known (they may come before it).
+    own_flags: Vec<(&'static str, String)>,
+}
+
+impl Parser {
+    /// The words after `--`.
+    fn server_command(&mut self, after: Vec<String>) -> Result<(), UsageError> {
+        if after.is_empty() {
+            return Err(UsageError(
+                "`--` must be followed by the server command".to_string(),
+            ));
+        }
+        self.cli.server_command = Some(after);
+        Ok(())
+    }
+
+    /// A word that is no flag: the subcommand, once.
+    fn subcommand(&mut self, word: &str) -> Result<(), UsageError> {
+        match (
+            self.subcommand,
+            SUBCOMMANDS.iter().find(|(n, _)| *n == word),
+        ) {
+            (None, Some((name, command))) => {
+                self.subcommand = Some(name);
+                self.cli.command = command.clone();
+                Ok(())
+            }
+            (None, None) => Err(UsageError(format!(
+                "unknown subcommand `{word}` (a server command goes after `--`)"
+            ))),
+            (Some(current), _) => Err(UsageError(format!(
+                "unexpected argument `{word}` after `{current}`"
+            ))),
+        }
+    }
+
+    /// `--NAME` or `--NAME=VALUE` (`flag` without the dashes), taking its
+    /// value from `rest` when it needs one and none is inline.
+    fn parse_flag<'a>(
+        &mut self,
+        flag: &str,
+        rest: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+    ) -> Result<(), UsageError> {
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (flag, None),
+        };
+        // A value is the inline one, else the next word unless that is
+        // another flag (then a boolean means `true`, anything else is
+        // missing its value).
+        let mut value = |is_bool: bool| -> Result<String, UsageError> {
+            if let Some(value) = inline {
+                return Ok(value.to_string());
+            }
+            match rest.peek() {
+                Some(next) if !next.starts_with("--") => {
+                    Ok(rest.next().unwrap_or_default().to_string())
+                }
+                _ if is_bool => Ok("true".to_string()),
+                _ => Err(UsageError(format!("--{name} needs a value"))),
+            }
+        };
+        match name {
+            "help" | "version" | "json" => Err(UsageError(format!("--{name} takes no value"))),
+            "env-file" => value(false).map(|path| self.cli.env_file = Some(path.into())),
+            own => match SUBCOMMAND_FLAGS.iter().find(|(f, _, _)| *f == own) {
+                Some((flag, _, true)) => value(false).map(|v| self.own_flags.push((flag, v))),
+                Some(_) if inline.is_some() => Err(UsageError(format!("--{name} takes no value"))),
+                Some((flag, _, false)) => {
+                    self.own_flags.push((flag, String::new()));
+                    Ok(())
+                }
+                None => match setting_for_flag(name) {
+                    Some(info) => value(info.is_bool())
+                        .map(|v| self.cli.flags.push((info.name.to_string(), v))),
+                    None => Err(UsageError(format!("unknown flag `--{name}`"))),
+                },
+            },
+        }
+    }
 }
 
 /// Puts `--for`, `--since`, `--month`, `--csv`, `--html` (and `--json` for

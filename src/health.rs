@@ -33,6 +33,12 @@ use crate::config::HealthSettings;
 /// The most of a body that is read; one byte more makes the check fail.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Milliseconds to one decimal, as the log and the state file show a
+/// latency (a check's, a stop's, a delivery's).
+pub fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 /// What one check found, and how long it took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
@@ -284,12 +290,14 @@ impl TlsCache {
         if let Some(config) = &self.0 {
             return Ok(config.clone());
         }
-        let system = crate::tls::default_system_bundle();
-        let roots = crate::tls::roots(system.as_deref(), settings.health_ca_file.as_deref())
-            .map_err(|crate::tls::CaFileError(path, e)| {
-                Reason::Other(format!("HEALTH_CA_FILE {}: {e}", path.display()))
+        use crate::tls::{CaFileError, SetupError};
+        let config = crate::tls::default_client_config(settings.health_ca_file.as_deref())
+            .map_err(|e| match e {
+                SetupError::CaFile(CaFileError(path, e)) => {
+                    Reason::Other(format!("HEALTH_CA_FILE {}: {e}", path.display()))
+                }
+                SetupError::Rustls(e) => Reason::Other(e),
             })?;
-        let config = crate::tls::client_config(roots).map_err(Reason::Other)?;
         self.0 = Some(config.clone());
         Ok(config)
     }
@@ -336,13 +344,13 @@ fn from_http(err: crate::http::Error) -> Reason {
 }
 
 fn from_io(err: io::Error) -> Reason {
-    use io::ErrorKind::*;
-    match err.kind() {
-        ConnectionRefused => Reason::Refused,
-        TimedOut | WouldBlock => Reason::TimedOut,
-        ConnectionReset | ConnectionAborted | BrokenPipe => Reason::Reset,
-        UnexpectedEof => Reason::Other("connection closed early".into()),
-        _ => Reason::Other(err.to_string()),
+    use crate::http::IoClass;
+    match crate::http::io_class(&err) {
+        IoClass::Refused => Reason::Refused,
+        IoClass::TimedOut => Reason::TimedOut,
+        IoClass::Reset => Reason::Reset,
+        IoClass::ClosedEarly => Reason::Other("connection closed early".into()),
+        IoClass::Other => Reason::Other(err.to_string()),
     }
 }
 
@@ -422,6 +430,14 @@ fn warnings(json: &serde_json::Map<String, serde_json::Value>, s: &HealthSetting
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn latencies_are_rounded_to_a_tenth_of_a_millisecond() {
+        assert_eq!(round_ms(Duration::from_micros(1234)), 1.2);
+        assert_eq!(round_ms(Duration::from_micros(1250)), 1.3);
+        assert_eq!(round_ms(Duration::from_secs(2)), 2000.0);
+        assert_eq!(round_ms(Duration::ZERO), 0.0);
+    }
 
     fn settings() -> HealthSettings {
         HealthSettings {

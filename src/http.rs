@@ -20,6 +20,10 @@
 //! must not wait for it run the request on a thread of theirs (`health`'s
 //! checker, the webhook's POST).
 //!
+//! - Failures: [`Error`], and [`io_class`] for what an I/O error means
+//!   (refused, timed out, reset, closed early); each caller words its own
+//!   reason from these.
+//!
 //! Not here: what a status or body means (`health::classify`), retries.
 
 use std::fmt;
@@ -159,6 +163,33 @@ impl fmt::Display for Error {
     }
 }
 
+/// What an I/O failure of a request means to its caller: the one place that
+/// says which error kinds are a refusal, a timeout or a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoClass {
+    Refused,
+    /// The deadline passed (connect, read or write).
+    TimedOut,
+    /// Reset, aborted, or a broken pipe.
+    Reset,
+    /// End of input before the answer was complete.
+    ClosedEarly,
+    /// Anything else: the error's own words.
+    Other,
+}
+
+/// Pure: the [`IoClass`] of `err`.
+pub fn io_class(err: &io::Error) -> IoClass {
+    use io::ErrorKind::*;
+    match err.kind() {
+        ConnectionRefused => IoClass::Refused,
+        TimedOut | WouldBlock => IoClass::TimedOut,
+        ConnectionReset | ConnectionAborted | BrokenPipe => IoClass::Reset,
+        UnexpectedEof => IoClass::ClosedEarly,
+        _ => IoClass::Other,
+    }
+}
+
 /// A rustls error in words a person can act on.
 pub fn tls_reason(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
@@ -272,7 +303,7 @@ pub struct Request<'a> {
 
 /// Sends `req` and reads the answer, all of it by `timeout` from now.
 pub fn send(req: &Request, timeout: Duration) -> Result<Response, Error> {
-    let deadline = crate::config::instant_after(Instant::now(), timeout);
+    let deadline = crate::deadline::instant_after(Instant::now(), timeout);
     let url = req.url;
     let tcp = connect(url, deadline)?;
     let sock = Sock { tcp, deadline };
@@ -486,6 +517,24 @@ fn read_chunked(r: &mut impl BufRead, limit: usize, body: &mut Vec<u8>) -> Resul
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn io_errors_are_classed_once_for_every_caller() {
+        use super::{io_class, IoClass};
+        use std::io::ErrorKind::*;
+        for (kind, want) in [
+            (ConnectionRefused, IoClass::Refused),
+            (TimedOut, IoClass::TimedOut),
+            (WouldBlock, IoClass::TimedOut),
+            (ConnectionReset, IoClass::Reset),
+            (ConnectionAborted, IoClass::Reset),
+            (BrokenPipe, IoClass::Reset),
+            (UnexpectedEof, IoClass::ClosedEarly),
+            (PermissionDenied, IoClass::Other),
+        ] {
+            assert_eq!(io_class(&kind.into()), want, "{kind:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

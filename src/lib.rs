@@ -1,28 +1,45 @@
 //! server-monitor: keeps a web server alive on a small VM.
 //!
-//! The binary (`src/main.rs`) is a thin shell over this library. The one module
-//! meant for other programs is [`logging`]: the JSON-lines logger with
-//! size-based rotation that the monitor itself uses, with the `app.log` /
-//! `errors.log` / per-logger layout for Rust services.
+//! The library behind the `server-monitor` binary. Its one public API, meant
+//! for other programs, is [`logging`]: the JSON-lines logger with size-based
+//! rotation that the monitor itself uses, with the `app.log` / `errors.log` /
+//! per-logger layout for Rust services.
+//!
+//! Everything else is the monitor's own and crate-private. A few modules are
+//! `#[doc(hidden)] pub` only because code outside this crate needs them, and
+//! are no API: `cli`, `command` and `config` for `src/main.rs`; `sys` for the
+//! demo server (`src/bin/demo-server.rs`); `config` and `health` for the
+//! property tests (`tests/it/properties.rs`); `status` (its `request`
+//! parser alone) for the property tests and the fuzz target (issue 13).
+//!
+//! This file holds the module list and the lint settings, nothing else.
 #![deny(unsafe_code)]
 
-pub mod alert;
-pub mod capture;
+pub(crate) mod alert;
+pub(crate) mod capture;
+#[doc(hidden)]
 pub mod cli;
+#[doc(hidden)]
+pub mod command;
+#[doc(hidden)]
 pub mod config;
-pub mod files;
+pub(crate) mod deadline;
+pub(crate) mod files;
+#[doc(hidden)]
 pub mod health;
-pub mod http;
-pub mod lock;
+pub(crate) mod http;
+pub(crate) mod lock;
 pub mod logging;
-pub mod monitor;
-pub mod notify;
-pub mod policy;
-pub mod reexec;
-pub mod restart;
-pub mod server;
-pub mod state;
-pub mod status;
+pub(crate) mod monitor;
+pub(crate) mod notify;
+pub(crate) mod policy;
+pub(crate) mod reexec;
+pub(crate) mod restart;
+pub(crate) mod server;
+pub(crate) mod state;
+#[doc(hidden)]
+pub mod status; // issue 13: only `status::request` is for tests/ and scripts/fuzz
+#[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod tls;
+pub(crate) mod tls;

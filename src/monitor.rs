@@ -1,13 +1,19 @@
-//! The main loop, and the one-shot subcommands that share its pieces
-//! (`check`, `status`).
+//! The main loop.
 //!
-//! Each turn: look at the shutdown flag; reap ended children and see whether
-//! the server exited; feed the events and a `Tick` to the policy; carry out
-//! every action it returns (a check, a restart, an alert, a log line), feeding
-//! results back as events; save the state; then wait until the policy's next
-//! wake-up — on the server's pidfd and the signal wake-up socket at the same
-//! time, so that a death or a signal ends the wait at once and an idle monitor
-//! costs nothing.
+//! Each turn ([`Monitor::run`]): look at the shutdown flag; collect events
+//! (a planned restart asked, the server exited, a `Tick`); feed each to the
+//! policy with the clock read for it and carry out every action it returns
+//! (a check, a start, an alert, a log line), feeding results back as events;
+//! do the chores (LOG_DIR's files, dead log writers, due alert retries);
+//! save the state and tell systemd; then wait until the earliest of the
+//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd and the
+//! signal wake-up socket at the same time, so that a death or a signal ends
+//! the wait at once and an idle monitor costs nothing.
+//!
+//! The side jobs live with what they touch: the state file's throttling in
+//! `state::Writer`, STOP_COMMAND in `server::stop_foreign`, the STATUS
+//! wording in `notify`, planned-restart bookkeeping in `restart`, signal
+//! set-up in `sys::Signals`.
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
 //! long-lived one that runs the checks (so that a stop signal
@@ -22,28 +28,21 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::alert;
 use crate::config::Config;
 use crate::health::{self, CheckOutcome};
-use crate::lock::{lock_holder, Lock, LockError};
+use crate::lock::{Lock, LockError};
 use crate::logging::utc_iso8601_millis;
 use crate::notify::Notifier;
-use crate::policy::{Action, Begin, Event, Note, Policy, StartKind};
+use crate::policy::{Action, Begin, Event, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
-use crate::state::PlannedRestart;
 use crate::state::{self, LastCheck, State};
-use crate::sys;
-
-/// How often the state file is rewritten when only the last check changed.
-const STATE_REFRESH: Duration = Duration::from_secs(5);
+use crate::sys::{self, Signals};
+use std::os::fd::BorrowedFd;
 
 /// A fault of the monitor itself (not of the server): exit status 1.
 #[derive(Debug)]
@@ -122,7 +121,8 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     }
 
     warn_if_secret_file_readable(cfg);
-    let signals = Signals::install()?;
+    let signals = Signals::install()
+        .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
@@ -163,52 +163,6 @@ fn warn_if_secret_file_readable(cfg: &Config) {
     }
 }
 
-/// SIGINT/SIGTERM (and SIGHUP unless it was ignored at start) set the
-/// shutdown flag; those and SIGUSR1 write to a socket the loop polls.
-struct Signals {
-    shutdown: Arc<AtomicBool>,
-    wake_rx: UnixDatagram,
-    _wake_tx: UnixDatagram,
-}
-
-impl Signals {
-    fn install() -> Result<Signals, RunError> {
-        let setup = |e: io::Error| RunError::Setup(format!("cannot set up signal handling: {e}"));
-        let (wake_tx, wake_rx) = UnixDatagram::pair().map_err(setup)?;
-        wake_tx.set_nonblocking(true).map_err(setup)?;
-        wake_rx.set_nonblocking(true).map_err(setup)?;
-        let shutdown = Arc::new(AtomicBool::new(false));
-        // NOTE: ctrlc's `termination` feature takes SIGHUP over too, which
-        // would undo `nohup`: remember whether it was ignored and put it back.
-        let hup_ignored = sys::is_signal_ignored(sys::SIGHUP);
-        let flag = shutdown.clone();
-        let tx = wake_tx.try_clone().map_err(setup)?;
-        ctrlc::set_handler(move || {
-            flag.store(true, Ordering::SeqCst);
-            let _ = tx.send(&[1]);
-        })
-        .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
-        if hup_ignored {
-            sys::ignore_signal(sys::SIGHUP).map_err(setup)?;
-        }
-        sys::install_usr1_handler(wake_tx.as_fd()).map_err(setup)?;
-        Ok(Signals {
-            shutdown,
-            wake_rx,
-            _wake_tx: wake_tx,
-        })
-    }
-
-    fn shutdown_requested(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
-    }
-
-    fn drain(&self) {
-        let mut buf = [0u8; 64];
-        while self.wake_rx.recv(&mut buf).is_ok() {}
-    }
-}
-
 struct Monitor<'a> {
     cfg: &'a Config,
     checker: health::Checker,
@@ -223,13 +177,8 @@ struct Monitor<'a> {
     /// STOP_COMMAND, it still answers): until a start is verified, a healthy
     /// answer counts only if our server holds the listening socket.
     unstoppable: bool,
-    host: String,
-    state: State,
-    /// The state last written, less `last_check` and `updated`.
-    saved: Option<State>,
-    written_check: Option<LastCheck>,
+    state: state::Writer,
     next_sweep: Instant,
-    state_written: Instant,
     /// When the lock file and server.pid are next looked at.
     next_restore: Instant,
     notify: Notifier,
@@ -247,18 +196,16 @@ impl<'a> Monitor<'a> {
         live: crate::status::live::Live,
     ) -> Monitor<'a> {
         let now = Instant::now();
-        let started = utc_iso8601_millis(SystemTime::now());
-        let state = State {
+        let base = State {
             monitor_pid: std::process::id(),
             service_name: cfg.alert.service_name.clone(),
             health_url: cfg.health.health_url.clone(),
             max_restart_attempts: cfg.policy.max_restart_attempts,
-            started: started.clone(),
-            updated: started,
+            started: utc_iso8601_millis(SystemTime::now()),
             ..State::default()
         };
         let mut alerts = alert::Dispatcher::load(cfg, now);
-        alerts.cancel_on(signals.shutdown.clone());
+        alerts.cancel_on(signals.shutdown_flag().clone());
         Monitor {
             cfg,
             checker: health::Checker::new(&cfg.health),
@@ -268,12 +215,8 @@ impl<'a> Monitor<'a> {
             server: None,
             foreign: false,
             unstoppable: false,
-            host: cfg.hostname.clone(),
-            state,
-            saved: None,
-            written_check: None,
+            state: state::Writer::new(&cfg.log.log_dir, base, now),
             next_sweep: now,
-            state_written: now,
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
@@ -282,57 +225,141 @@ impl<'a> Monitor<'a> {
     }
 
     fn run(mut self) -> Result<(), RunError> {
-        if let Some(every) = self.notify.watchdog() {
-            let waits = [
-                ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
-                ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
-            ];
-            for risk in crate::notify::watchdog_risks(every, &waits) {
-                log::warn!("{risk}");
-            }
-        }
+        self.warn_of_watchdog_risks();
         self.resume();
-        let begin = self.begin();
-        let mut events = VecDeque::from([Event::Begin(begin)]);
+        let mut events = VecDeque::from([Event::Begin(self.begin())]);
         while !self.signals.shutdown_requested() {
             // One SMTP_TIMEOUT for all the deliveries of this turn.
             self.alerts.begin_turn();
-            if sys::take_usr1() {
-                events.push_back(self.planned_restart_requested());
-            }
-            if let Some(cause) = self.server_exit() {
-                events.push_back(Event::Exited(cause));
-            }
-            events.push_back(Event::Tick);
-            while let Some(event) = events.pop_front() {
-                // NOTE: a batch is always carried out whole, even when a
-                // signal came meanwhile: it may hold an alert.
-                for action in self.policy.handle(event, Instant::now()) {
-                    if let Some(next) = self.act(action) {
-                        events.push_back(next);
-                    }
-                }
-            }
-            self.housekeeping();
-            self.replace_log_writers();
-            if self
-                .alerts
-                .next_due()
-                .is_some_and(|at| at <= Instant::now())
-            {
-                let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
-                self.alerts.retry_due(Instant::now());
-            }
-            self.save_state();
-            self.tell_systemd();
+            self.collect_events(&mut events);
+            self.handle(&mut events);
+            self.chores();
+            let (snap, pid) = (self.policy.snapshot(), self.server_pid());
+            self.state.save(&snap, pid, Instant::now());
+            self.notify.tell(&snap, pid, Instant::now());
             // Issue 13: the figures of this turn, then serve what is ready.
-            let snap = self.policy.snapshot();
-            self.live
-                .turn(&snap, &self.state, &self.alerts, Instant::now());
+            let state = self.state.current();
+            self.live.turn(&snap, state, &self.alerts, Instant::now());
             self.wait();
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// What happened since the last turn, in order. A new event source is
+    /// added here (and, if it has a descriptor, to [`Monitor::wake_fds`]).
+    fn collect_events(&mut self, events: &mut VecDeque<Event>) {
+        if self.signals.take_usr1() {
+            events.push_back(self.planned_restart_requested());
+        }
+        if let Some(cause) = self.server_exit() {
+            events.push_back(Event::Exited(cause));
+        }
+        events.push_back(Event::Tick);
+    }
+
+    /// Feeds each event to the policy with the clock read for it, carries
+    /// out every action, and feeds each action's result back.
+    fn handle(&mut self, events: &mut VecDeque<Event>) {
+        while let Some(event) = events.pop_front() {
+            // NOTE: a batch is always carried out whole, even when a
+            // signal came meanwhile: it may hold an alert.
+            for action in self.policy.handle(event, Instant::now()) {
+                if let Some(next) = self.act(action) {
+                    events.push_back(next);
+                }
+            }
+        }
+    }
+
+    /// The jobs of every turn besides the policy's: LOG_DIR's files, dead
+    /// log writers, due alert retries.
+    fn chores(&mut self) {
+        self.housekeeping();
+        self.replace_log_writers();
+        if self
+            .alerts
+            .next_due()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
+            self.alerts.retry_due(Instant::now());
+        }
+    }
+
+    /// The named deadlines the loop's wait takes the earliest of. A new
+    /// timer is added here, with a [`Wake`] of its own.
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 6] {
+        let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
+        // With no timer of the policy's, the loop still turns now and then.
+        let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
+            at: now + IDLE_WAIT,
+            reason: Wake::Idle,
+        });
+        [
+            Some(policy),
+            at(self.alerts.next_due(), Wake::Outbox),
+            at(self.notify.next_ping(), Wake::Watchdog),
+            at(Some(self.next_sweep), Wake::Housekeeping),
+            at(self.state.next_due(), Wake::StateSave),
+            at(self.live.next_deadline(), Wake::Status), // issue 13
+        ]
+    }
+
+    /// The descriptors that end the wait at once, each with whether it is
+    /// waited on for writing: the signal wake-up socket, the server's pidfd,
+    /// its log writers' pidfds, then the status listener's (issue 13: its
+    /// socket and connections, some for writing), in that order.
+    fn wake_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        let mut fds = vec![(self.signals.wake_fd(), false)];
+        if let Some(s) = &self.server {
+            fds.push((s.pidfd(), false));
+            fds.extend(s.writer_pidfds().into_iter().map(|fd| (fd, false)));
+        }
+        fds.extend(self.live.fds());
+        fds
+    }
+
+    /// Sleeps until the earliest deadline, the server's exit or a signal;
+    /// says at DEBUG what woke it.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let next = earliest(self.deadlines(now)).unwrap_or(Deadline {
+            at: now + IDLE_WAIT,
+            reason: Wake::Idle,
+        });
+        let timeout = next.at.saturating_duration_since(now);
+        let woke = if timeout.is_zero() {
+            next.reason
+        } else {
+            let fds = self.wake_fds();
+            let ready = sys::poll_ready(&fds, timeout).unwrap_or_default();
+            // Issue 13: the status listener's descriptors come last.
+            let ours = fds.len() - self.live.fds().len();
+            self.signals.drain();
+            match ready.iter().position(|&r| r) {
+                Some(0) => Wake::Signal,
+                Some(i) if i >= ours => Wake::Status,
+                Some(1) => Wake::ServerExit,
+                Some(_) => Wake::LogWriterExit,
+                None => next.reason,
+            }
+        };
+        log::debug!(reason = woke.as_str(); "loop woke");
+    }
+
+    /// A wait that may outlast systemd's watchdog is said at start.
+    fn warn_of_watchdog_risks(&self) {
+        let Some(every) = self.notify.watchdog() else {
+            return;
+        };
+        let waits = [
+            ("STOP_TIMEOUT", self.cfg.server.stop_timeout),
+            ("SMTP_TIMEOUT", self.cfg.alert.smtp_timeout),
+        ];
+        for risk in crate::notify::watchdog_risks(every, &waits) {
+            log::warn!("{risk}");
+        }
     }
 
     /// Takes over the attempt count and a give-up from the state file a
@@ -354,8 +381,7 @@ impl<'a> Monitor<'a> {
         };
         log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
             "resuming from the state file the previous monitor left (it did not stop on purpose)");
-        self.state.restarts_total = old.restarts_total;
-        self.state.last_restart = old.last_restart;
+        self.state.resume(&old);
         self.policy.resume(r, Instant::now());
     }
 
@@ -366,7 +392,6 @@ impl<'a> Monitor<'a> {
             Some(Ok(record)) => match Server::adopt(&record) {
                 Adoption::Adopted(s) => {
                     log::info!(pid = s.pid; "adopted the server this monitor started earlier");
-                    self.state.server_pid = Some(s.pid);
                     self.server = Some(s);
                     return Begin::Watch;
                 }
@@ -385,7 +410,7 @@ impl<'a> Monitor<'a> {
             }
             None => {}
         }
-        let shutdown = &self.signals.shutdown;
+        let shutdown = self.signals.shutdown_flag();
         let probe = self.checker.check(|| shutdown.load(Ordering::SeqCst));
         if probe.is_some_and(|p| p.outcome.is_healthy()) {
             log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server already answers but was not started by this monitor: watching it, not starting another");
@@ -401,11 +426,13 @@ impl<'a> Monitor<'a> {
     }
 
     /// Reaps ended children; `Some(cause)` when the server has exited.
-    fn server_exit(&mut self) -> Option<String> {
+    fn server_exit(&mut self) -> Option<server::ExitCause> {
         let reaped = sys::reap_children();
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
         log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
+        self.live.exited(&cause); // issue 13
+
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it
         // (nor hold the port or the capture pipes against the next start).
@@ -416,8 +443,7 @@ impl<'a> Monitor<'a> {
                 "stopped what was left of the server's process group");
         }
         PidFile::remove(&self.cfg.log.log_dir);
-        self.state.server_pid = None;
-        Some(cause.to_string())
+        Some(cause)
     }
 
     /// Carries out one action; returns the event that reports its result.
@@ -431,7 +457,8 @@ impl<'a> Monitor<'a> {
             }
             Action::Note(n) => {
                 log::log!(n.level(), "{n}");
-                self.planned_restart_outcome(&n);
+                let pid = self.server_pid();
+                crate::restart::record_outcome(self.state.planned_restart(), &n, pid);
                 None
             }
         }
@@ -443,12 +470,12 @@ impl<'a> Monitor<'a> {
         #[cfg(debug_assertions)]
         test_fault_panic();
         let verifying = self.policy.is_starting();
-        let shutdown = &self.signals.shutdown;
+        let shutdown = self.signals.shutdown_flag();
         let Some(c) = self.checker.check(|| shutdown.load(Ordering::SeqCst)) else {
             log::debug!("health check abandoned: the monitor is stopping");
             return None;
         };
-        let ms = (c.latency.as_secs_f64() * 10_000.0).round() / 10.0;
+        let ms = health::round_ms(c.latency);
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
             CheckOutcome::Healthy { warnings } => {
@@ -467,7 +494,7 @@ impl<'a> Monitor<'a> {
                 }
             }
         }
-        self.state.last_check = Some(LastCheck {
+        self.state.checked(LastCheck {
             time: utc_iso8601_millis(SystemTime::now()),
             healthy: c.outcome.is_healthy(),
             latency_ms: ms,
@@ -476,8 +503,9 @@ impl<'a> Monitor<'a> {
                 CheckOutcome::Healthy { .. } => None,
             },
         });
-        let recorded = self.state.last_check.as_ref()?;
-        self.live.checked(recorded, c.latency); // issue 13
+        if let Some(last) = &self.state.current().last_check {
+            self.live.checked(last, c.latency); // issue 13
+        }
         Some(c.outcome)
     }
 
@@ -491,7 +519,7 @@ impl<'a> Monitor<'a> {
         }
         if self.policy.is_starting() {
             if let Some(cause) = self.server_exit() {
-                log::warn!(cause = cause.as_str(); "a healthy answer came, but the new server has already exited: it came from another process");
+                log::warn!(cause = cause.to_string().as_str(); "a healthy answer came, but the new server has already exited: it came from another process");
                 return Event::Exited(cause);
             }
             let Some(pgid) = self
@@ -503,7 +531,7 @@ impl<'a> Monitor<'a> {
                 return Event::Checked(outcome);
             };
             if self.unstoppable {
-                let ours = local_port(&self.cfg.health.health_url)
+                let ours = server::local_port(&self.cfg.health.health_url)
                     .and_then(|port| server::group_listens_on(pgid, port));
                 if ours != Some(true) {
                     log::debug!("startup probe answered, but not by the new server: the old server that could not be stopped still answers");
@@ -560,11 +588,9 @@ impl<'a> Monitor<'a> {
         }
         if kind.is_restart() {
             self.stop_server();
-            self.state.restarts_total += 1;
-            self.state.last_restart = Some(utc_iso8601_millis(SystemTime::now()));
-            // Issue 13: counted by cause, an incident on the status page.
-            let at = self.state.last_restart.as_deref().unwrap_or("");
-            self.live.restarting(&kind, at);
+            let wall = SystemTime::now();
+            self.state.restarted(wall);
+            self.live.restarting(&kind, wall); // issue 13
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.
@@ -585,7 +611,6 @@ impl<'a> Monitor<'a> {
         match Server::spawn(&launch) {
             Ok(s) => {
                 log::info!(pid = s.pid, command = command.join(" ").as_str(); "server started");
-                self.state.server_pid = Some(s.pid);
                 self.server = Some(s);
                 Some(Event::Spawned)
             }
@@ -608,7 +633,7 @@ impl<'a> Monitor<'a> {
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
             let stopped = s.stop(timeout);
-            let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+            let ms = health::round_ms(t.elapsed());
             let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
             if stopped.killed {
                 log::warn!(pid = s.pid, ms = ms, killed = true, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
@@ -617,80 +642,41 @@ impl<'a> Monitor<'a> {
             }
             self.unstoppable = server::group_alive(s.pgid);
             PidFile::remove(&self.cfg.log.log_dir);
-            self.state.server_pid = None;
         } else if self.foreign {
             self.foreign = false;
-            self.unstoppable = !self.stop_foreign(timeout);
+            self.unstoppable = !self.stop_foreign();
         }
     }
 
-    /// The longest a stop may hold up the loop: STOP_TIMEOUT, a second for
-    /// SIGKILL (or, for a foreign server, the last health check).
+    /// The longest a stop may hold up the loop: STOP_TIMEOUT and a second
+    /// for SIGKILL (a foreign server's last probe is given up at
+    /// STOP_TIMEOUT).
     fn stop_bound(&self) -> Duration {
-        self.cfg.server.stop_timeout + Duration::from_secs(1).max(self.cfg.health.health_timeout)
+        self.cfg.server.stop_timeout + Duration::from_secs(1)
     }
 
     /// Runs STOP_COMMAND; true once the health URL refuses connections.
-    fn stop_foreign(&mut self, timeout: Duration) -> bool {
-        let Some(cmd) = &self.cfg.server.stop_command else {
+    /// The probes are the loop's own, given up at STOP_TIMEOUT or a stop
+    /// signal, so that a URL that hangs cannot hold the stop past either.
+    fn stop_foreign(&mut self) -> bool {
+        let cfg = self.cfg;
+        let Some(cmd) = &cfg.server.stop_command else {
             log::error!("the server was not started by this monitor and cannot be stopped: set STOP_COMMAND; starting a new one anyway");
             return false;
         };
         log::info!(command = cmd.join(" ").as_str(); "stopping the server with STOP_COMMAND");
-        let deadline = crate::config::instant_after(Instant::now(), timeout);
-        let mut run = Command::new(&cmd[0]);
-        server::scrub_env(&mut run);
-        let run = run
-            .args(&cmd[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        use std::os::unix::process::CommandExt as _;
-        match run {
-            Ok(mut child) => loop {
-                match child.try_wait() {
-                    Ok(Some(status)) if !status.success() => {
-                        log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed");
-                        break;
-                    }
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        log::error!("STOP_COMMAND did not finish within STOP_TIMEOUT; killing it");
-                        let _ = sys::killpg(child.id(), sys::SIGKILL);
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            },
-            Err(e) => {
-                log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND")
-            }
-        }
-        // Wait for the health URL to stop answering.
-        while Instant::now() < deadline {
-            if matches!(
-                health::check(&self.cfg.health).outcome,
-                CheckOutcome::Failed(health::Reason::Refused)
-            ) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
-        false
+        let (checker, shutdown) = (&mut self.checker, self.signals.shutdown_flag());
+        server::stop_foreign(cmd, cfg.server.stop_timeout, |deadline| {
+            let give_up = || shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline;
+            checker
+                .check(give_up)
+                .is_some_and(|c| matches!(c.outcome, CheckOutcome::Failed(health::Reason::Refused)))
+        })
     }
 
     fn alert(&mut self, a: &crate::policy::Alert) {
         let dir = &self.cfg.log.log_dir;
-        let tail = if matches!(
-            a,
-            crate::policy::Alert::Down { .. } | crate::policy::Alert::PlannedRestartFailed { .. }
-        ) {
+        let tail = if alert::quotes_error_tail(a) {
             alert::tail_lines(&dir.join(server::STDERR_LOG), alert::ERROR_TAIL_LINES)
         } else {
             Vec::new()
@@ -698,7 +684,7 @@ impl<'a> Monitor<'a> {
         let now = SystemTime::now();
         let ctx = alert::Context {
             service_name: &self.cfg.alert.service_name,
-            host: &self.host,
+            host: &self.cfg.hostname,
             time: now,
             health_url: &self.cfg.health.health_url,
             error_tail: &tail,
@@ -737,85 +723,18 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// SIGUSR1: collects who asked (request files left by `server-monitor
-    /// restart`) and records the request for the outcome to be reported.
+    fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.pid)
+    }
+
+    /// SIGUSR1: records who asked, for the outcome to be reported.
     fn planned_restart_requested(&mut self) -> Event {
-        let requests = crate::restart::take_requests(&self.cfg.log.log_dir);
-        let by = if requests.is_empty() {
-            "SIGUSR1 (no request file)".to_string()
-        } else {
-            let who: Vec<&str> = requests.iter().map(|r| r.by.as_str()).collect();
-            who.join(", ")
-        };
-        log::info!(by = by.as_str(); "planned restart requested");
-        self.state.planned_restart = Some(PlannedRestart {
-            ids: requests.into_iter().map(|r| r.id).collect(),
-            by: by.clone(),
-            requested: utc_iso8601_millis(SystemTime::now()),
-            outcome: "in progress".into(),
-            detail: None,
-            server_pid: None,
-        });
+        let now = utc_iso8601_millis(SystemTime::now());
+        let p = crate::restart::requested(&self.cfg.log.log_dir, now);
+        log::info!(by = p.by.as_str(); "planned restart requested");
+        let by = p.by.clone();
+        self.state.planned_restart_requested(p);
         Event::PlannedRestart { by }
-    }
-
-    /// Records how a planned restart ended, for `server-monitor restart`.
-    fn planned_restart_outcome(&mut self, note: &Note) {
-        let (outcome, detail) = match note {
-            Note::Verified {
-                kind: StartKind::Planned { .. },
-                after,
-            } => ("ok", format!("healthy after {:.3}s", after.as_secs_f64())),
-            Note::VerifyFailed {
-                kind: StartKind::Planned { .. },
-                reason,
-            } => ("failed", reason.clone()),
-            Note::AlreadyRestarting { .. } => ("failed", "a start is already in progress".into()),
-            Note::CannotRestart { .. } => (
-                "failed",
-                "no SERVER_COMMAND: this monitor only watches".into(),
-            ),
-            _ => return,
-        };
-        let server_pid = self.state.server_pid;
-        if let Some(p) = self
-            .state
-            .planned_restart
-            .as_mut()
-            .filter(|p| p.outcome == "in progress")
-        {
-            p.outcome = outcome.into();
-            p.detail = Some(detail);
-            p.server_pid = server_pid;
-        }
-    }
-
-    /// sd_notify: READY once the first start is settled, STATUS on every
-    /// change, WATCHDOG pings while the loop turns. Nothing without systemd.
-    fn tell_systemd(&mut self) {
-        if !self.notify.is_enabled() {
-            return;
-        }
-        let snap = self.policy.snapshot();
-        let last = snap.last_error.as_deref().unwrap_or("none");
-        let status = match snap.phase {
-            "idle" | "starting" | "verifying" => "starting the server".to_string(),
-            "running" if snap.failures == 0 => match self.state.server_pid {
-                Some(pid) => format!("server pid {pid} healthy"),
-                None => "server healthy".to_string(),
-            },
-            "running" => format!("{} failed checks in a row (last: {last})", snap.failures),
-            "restart-pending" => format!("restart due, waiting for the cooldown (last: {last})"),
-            _ => format!(
-                "gave up after {} restart attempts: manual intervention required (last: {last})",
-                snap.attempts
-            ),
-        };
-        if !matches!(snap.phase, "idle" | "starting" | "verifying") {
-            self.notify.ready(&status);
-        }
-        self.notify.status(&status);
-        self.notify.ping_if_due(Instant::now());
     }
 
     /// A log writer that died while the server still writes is replaced on
@@ -844,10 +763,12 @@ impl<'a> Monitor<'a> {
         self.next_sweep = now + Duration::from_secs(3600);
         let days = self.cfg.log.log_retention_days;
         if days > 0 {
-            let removed = crate::logging::sweep_old_files(
+            let (dir, age) = (
                 &self.cfg.log.log_dir,
                 Duration::from_secs(u64::from(days) * 86_400),
             );
+            let removed = crate::logging::retention::sweep_rotated_logs(dir, age)
+                + alert::sweep_old_alert_files(dir, age);
             if removed > 0 {
                 log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
             }
@@ -859,90 +780,8 @@ impl<'a> Monitor<'a> {
         log::debug!(bytes = dropped; "dropped clean executable pages from the resident set");
     }
 
-    fn save_state(&mut self) {
-        let snap = self.policy.snapshot();
-        self.state.phase = snap.phase.to_string();
-        self.state.consecutive_failures = snap.failures;
-        self.state.restart_attempts = snap.attempts;
-        self.state.last_error = snap.last_error;
-        // A change beyond the last check is written at once, and fsynced; a
-        // new last check alone at most every STATE_REFRESH (it costs a rename
-        // per check otherwise, for a line nobody reads that often). `saved`
-        // holds what was written less the last check and the time stamp, so
-        // that this comparison, made every loop turn, copies nothing.
-        let check = self.state.last_check.take();
-        let updated = std::mem::take(&mut self.state.updated);
-        let updated_ms = std::mem::take(&mut self.state.updated_unix_ms);
-        let significant = self.saved.as_ref() != Some(&self.state);
-        self.state.last_check = check;
-        self.state.updated = updated;
-        self.state.updated_unix_ms = updated_ms;
-        let now = Instant::now();
-        if !significant
-            && (self.state.last_check == self.written_check
-                || now < self.state_written + STATE_REFRESH)
-        {
-            return;
-        }
-        self.saved = Some(State {
-            last_check: None,
-            updated: String::new(),
-            updated_unix_ms: 0,
-            ..self.state.clone()
-        });
-        self.written_check = self.state.last_check.clone();
-        let wall = SystemTime::now();
-        self.state.updated = utc_iso8601_millis(wall);
-        self.state.updated_unix_ms = crate::logging::unix_millis(wall);
-        if let Err(e) = state::write(&self.cfg.log.log_dir, &self.state, significant) {
-            log::warn!(error = e.to_string().as_str(); "cannot write the state file");
-        }
-        self.state_written = now;
-    }
-
-    /// Sleeps until the policy's next wake-up, the server's exit or a signal.
-    fn wait(&mut self) {
-        let now = Instant::now();
-        let timeout = self
-            .policy
-            .next_wakeup()
-            .map_or(Duration::from_secs(60), |at| {
-                at.saturating_duration_since(now)
-            })
-            .min(self.next_sweep.saturating_duration_since(now))
-            .min(
-                self.notify
-                    .next_ping()
-                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
-            )
-            .min(
-                self.alerts
-                    .next_due()
-                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
-            )
-            .min(
-                self.live
-                    .next_deadline()
-                    .map_or(Duration::MAX, |at| at.saturating_duration_since(now)),
-            );
-        if timeout.is_zero() {
-            return;
-        }
-        let mut fds = vec![self.signals.wake_rx.as_fd()];
-        if let Some(s) = &self.server {
-            fds.push(s.pidfd());
-            fds.extend(s.writer_pidfds());
-        }
-        // Issue 13: the status listener's fds join the wait (some for writing).
-        let mut fds: Vec<_> = fds.into_iter().map(|fd| (fd, false)).collect();
-        fds.extend(self.live.fds());
-        let _ = sys::poll_ready(&fds, timeout);
-        self.signals.drain();
-    }
-
     fn shut_down(mut self) {
         self.notify.stopping();
-        let dir = self.cfg.log.log_dir.clone();
         if self.cfg.server.keep_server_on_exit {
             if let Some(s) = &self.server {
                 log::info!(pid = s.pid; "monitor stopping; leaving the server running (KEEP_SERVER_ON_EXIT)");
@@ -951,150 +790,97 @@ impl<'a> Monitor<'a> {
             log::info!("monitor stopping; stopping the server");
             self.stop_server();
         }
-        self.state.phase = "stopped".into();
-        self.state.updated = utc_iso8601_millis(SystemTime::now());
-        self.state.updated_unix_ms = crate::logging::unix_millis(SystemTime::now());
-        let _ = state::write(&dir, &self.state, true);
+        let pid = self.server_pid();
+        self.state.finish(&self.policy.snapshot(), pid);
         log::info!("monitor stopped");
         log::logger().flush();
     }
 }
 
-/// The port of a health URL whose host is this machine (loopback or
-/// `localhost`); None for another host.
-fn local_port(url: &str) -> Option<u16> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    let host = host.to_ascii_lowercase();
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    if !local {
-        return None;
-    }
-    match port {
-        Some(p) => p.parse().ok(),
-        None if scheme.eq_ignore_ascii_case("https") => Some(443),
-        None => Some(80),
-    }
+/// How long the loop waits when the policy has no timer.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
+/// What ended the loop's wait: a named deadline, or a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// The policy's next check, probe, or timer.
+    Policy,
+    /// An alert's retry is due.
+    Outbox,
+    /// systemd's watchdog wants a ping.
+    Watchdog,
+    /// The hourly sweep of old files.
+    Housekeeping,
+    /// A last check held back from the state file is due to be written.
+    StateSave,
+    /// Issue 13: a status client is ready, or its exchange's deadline passed.
+    Status,
+    /// The policy had no timer: the [`IDLE_WAIT`] passed.
+    Idle,
+    Signal,
+    ServerExit,
+    LogWriterExit,
 }
 
-/// `server-monitor check`: one check, one line, Nagios exit codes.
-pub fn check_once(cfg: &Config) -> i32 {
-    // On a thread, so that a panic of the HTTP client is a CRITICAL line;
-    // never None, as it never gives up.
-    let c = health::Checker::new(&cfg.health)
-        .check(|| false)
-        .unwrap_or_else(|| health::check(&cfg.health));
-    let ms = c.latency.as_secs_f64() * 1000.0;
-    let url = &cfg.health.health_url;
-    match c.outcome {
-        CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
-            println!("OK - {url} healthy in {ms:.1} ms");
-            0
-        }
-        CheckOutcome::Healthy { warnings } => {
-            println!(
-                "WARNING - {url} healthy in {ms:.1} ms, but {}",
-                warnings.join("; ")
-            );
-            1
-        }
-        CheckOutcome::Failed(reason) => {
-            println!("CRITICAL - {url} {reason} after {ms:.1} ms");
-            2
+impl Wake {
+    fn as_str(self) -> &'static str {
+        match self {
+            Wake::Policy => "policy",
+            Wake::Outbox => "outbox",
+            Wake::Watchdog => "watchdog",
+            Wake::Housekeeping => "housekeeping",
+            Wake::StateSave => "state save",
+            Wake::Status => "status",
+            Wake::Idle => "idle",
+            Wake::Signal => "signal",
+            Wake::ServerExit => "server exit",
+            Wake::LogWriterExit => "log writer exit",
         }
     }
 }
 
-/// `server-monitor status [--json]`.
-pub fn status(cfg: &Config, json: bool) -> i32 {
-    let dir = &cfg.log.log_dir;
-    let running = lock_holder(dir).is_some();
-    match state::read(dir) {
-        Ok(s) if json => {
-            let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["monitor_running"] = serde_json::Value::Bool(running);
-            println!("{v}");
-            0
-        }
-        Ok(s) => {
-            print!("{}", state::render(&s, running));
-            0
-        }
-        Err(e) => {
-            eprintln!(
-                "server-monitor: {e} ({})",
-                dir.join(state::STATE_FILE).display()
-            );
-            if matches!(e, state::ReadError::Missing) {
-                3
-            } else {
-                1
-            }
-        }
-    }
+/// One named deadline of the loop's wait (ureq's `NextTimeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Deadline {
+    at: Instant,
+    reason: Wake,
 }
 
-/// Runs a subcommand that needs the configuration; returns the exit status.
-pub fn dispatch(command: &crate::cli::Command, cfg: &Config, cli: &crate::cli::Cli) -> u8 {
-    use crate::cli::Command;
-    // One rustls crypto provider for the whole process (ring); see Cargo.toml.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match command {
-        Command::Run => match run(cfg) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                eprintln!("server-monitor: {e}");
-                1
-            }
-        },
-        Command::Check => check_once(cfg) as u8,
-        Command::Status => status(cfg, cli.json) as u8,
-        Command::Config => {
-            for warning in &cfg.warnings {
-                eprintln!("server-monitor: warning: {warning}");
-            }
-            print!("{}", cfg.render());
-            0
-        }
-        Command::Restart => crate::restart::run(cfg),
-        Command::TestAlert => alert::test_alert(cfg),
-        // NOTE: parsed, and being built (issues 11 and 12).
-        Command::Pause { .. } | Command::Resume | Command::Report(_) => {
-            eprintln!("server-monitor: this subcommand is not built yet");
-            1
-        }
-        Command::Help | Command::Version | Command::Capture { .. } => 0,
-    }
+/// Pure: the earliest of `deadlines`; the first listed wins a tie.
+fn earliest(deadlines: impl IntoIterator<Item = Option<Deadline>>) -> Option<Deadline> {
+    deadlines
+        .into_iter()
+        .flatten()
+        .fold(None, |best: Option<Deadline>, d| match best {
+            Some(b) if b.at <= d.at => Some(b),
+            _ => Some(d),
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::local_port;
+    use super::{earliest, Deadline, Wake};
+    use std::time::{Duration, Instant};
 
     #[test]
-    fn local_ports_of_health_urls() {
-        assert_eq!(local_port("http://127.0.0.1:8000/health"), Some(8000));
-        assert_eq!(local_port("HTTP://LocalHost/health"), Some(80));
-        assert_eq!(local_port("https://[::1]/h?x=1"), Some(443));
-        assert_eq!(local_port("http://[::1]:9000"), Some(9000));
-        assert_eq!(local_port("http://u:p@127.0.0.2:81/"), Some(81));
-        assert_eq!(local_port("http://example.com:8000/health"), None);
-        assert_eq!(local_port("http://10.0.0.1:8000/health"), None);
-        assert_eq!(local_port("no url"), None);
+    fn the_wait_takes_the_earliest_named_deadline() {
+        let t0 = Instant::now();
+        let d = |secs, reason| {
+            Some(Deadline {
+                at: t0 + Duration::from_secs(secs),
+                reason,
+            })
+        };
+        let next = earliest([d(30, Wake::Policy), d(5, Wake::Outbox), None]);
+        assert_eq!(next, d(5, Wake::Outbox));
+        let tie = earliest([d(5, Wake::Policy), d(5, Wake::Watchdog)]);
+        assert_eq!(
+            tie.map(|d| d.reason),
+            Some(Wake::Policy),
+            "the first listed wins a tie"
+        );
+        assert_eq!(earliest([None, None]), None);
+        let far = earliest([d(3600, Wake::Housekeeping), d(120, Wake::Policy)]);
+        assert_eq!(far, d(120, Wake::Policy), "no cap but the policy's own");
     }
 }

@@ -8,7 +8,9 @@
 //! away from the server's environment (see `server::CHILD_ENV_REMOVE`), so
 //! that the server cannot speak for the monitor.
 //!
-//! Not here: deciding when the service is ready (the main loop does).
+//! The wording of the STATUS line is here too ([`status_line`], pure): the
+//! loop hands over the policy's snapshot once a turn ([`Notifier::tell`]);
+//! READY goes out once the first start is settled.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -17,6 +19,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::policy::{PhaseName, Snapshot};
 
 /// How far past a wait's own bound [`Notifier::keep_alive`] still pings: the
 /// rest of that loop turn (a log line, the state file). A wait that hangs
@@ -202,8 +206,42 @@ impl Notifier {
         self.next_ping.lock().map_or(None, |n| *n)
     }
 
+    /// Once a loop turn: READY once the first start is settled, STATUS on
+    /// every change, WATCHDOG when a ping is due. Nothing without systemd.
+    pub fn tell(&mut self, snap: &Snapshot, server_pid: Option<u32>, now: Instant) {
+        if !self.is_enabled() {
+            return;
+        }
+        let status = status_line(snap, server_pid);
+        if !snap.phase.is_starting() {
+            self.ready(&status);
+        }
+        self.status(&status);
+        self.ping_if_due(now);
+    }
+
     pub fn stopping(&mut self) {
         self.send("STOPPING=1\nSTATUS=stopping");
+    }
+}
+
+/// Pure: the STATUS line for the policy's snapshot.
+pub fn status_line(snap: &Snapshot, server_pid: Option<u32>) -> String {
+    let last = snap.last_error.as_deref().unwrap_or("none");
+    match snap.phase {
+        p if p.is_starting() => "starting the server".to_string(),
+        PhaseName::Running if snap.failures == 0 => match server_pid {
+            Some(pid) => format!("server pid {pid} healthy"),
+            None => "server healthy".to_string(),
+        },
+        PhaseName::Running => format!("{} failed checks in a row (last: {last})", snap.failures),
+        PhaseName::RestartPending => {
+            format!("restart due, waiting for the cooldown (last: {last})")
+        }
+        _ => format!(
+            "gave up after {} restart attempts: manual intervention required (last: {last})",
+            snap.attempts
+        ),
     }
 }
 
@@ -257,6 +295,52 @@ fn connect(target: &Target) -> io::Result<(UnixDatagram, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lines_follow_the_phase() {
+        let snap = |phase, failures, attempts, last: Option<&str>| Snapshot {
+            phase,
+            failures,
+            attempts,
+            last_error: last.map(String::from),
+        };
+        let cases = [
+            (
+                snap(PhaseName::Idle, 0, 0, None),
+                None,
+                "starting the server",
+            ),
+            (
+                snap(PhaseName::Verifying, 3, 1, None),
+                Some(9),
+                "starting the server",
+            ),
+            (
+                snap(PhaseName::Running, 0, 0, None),
+                Some(9),
+                "server pid 9 healthy",
+            ),
+            (snap(PhaseName::Running, 0, 0, None), None, "server healthy"),
+            (
+                snap(PhaseName::Running, 2, 0, Some("refused")),
+                Some(9),
+                "2 failed checks in a row (last: refused)",
+            ),
+            (
+                snap(PhaseName::RestartPending, 3, 1, None),
+                None,
+                "restart due, waiting for the cooldown (last: none)",
+            ),
+            (
+                snap(PhaseName::GivenUp, 3, 3, Some("HTTP 503")),
+                None,
+                "gave up after 3 restart attempts: manual intervention required (last: HTTP 503)",
+            ),
+        ];
+        for (s, pid, want) in cases {
+            assert_eq!(status_line(&s, pid), want, "{s:?}");
+        }
+    }
 
     #[test]
     fn notify_socket_forms() {

@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::PolicySettings;
 use crate::health::CheckOutcome;
+use crate::server::ExitCause;
 
 /// How the monitor begins.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +75,9 @@ pub enum Event {
     Spawned,
     /// The last [`Action::Start`] could not start the server.
     SpawnFailed(String),
-    /// The server process ended without being asked to; the cause reads like
-    /// `process exited with status 1`.
-    Exited(String),
+    /// The server process ended without being asked to; its Display reads
+    /// like `process exited with status 1`.
+    Exited(ExitCause),
     /// Someone asked for a restart (`server-monitor restart`).
     PlannedRestart {
         by: String,
@@ -304,10 +305,55 @@ pub struct Resumed {
     pub last_error: Option<String>,
 }
 
+/// The name of the policy's phase, as the state file, `status` and systemd's
+/// STATUS line know it (kebab-case: `restart-pending`, `given-up`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseName {
+    #[default]
+    Idle,
+    Starting,
+    Verifying,
+    Running,
+    RestartPending,
+    GivenUp,
+    /// Written by the monitor on its way out; the policy is never in it.
+    Stopped,
+}
+
+impl PhaseName {
+    /// The words of the state file (the serde names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Idle => "idle",
+            PhaseName::Starting => "starting",
+            PhaseName::Verifying => "verifying",
+            PhaseName::Running => "running",
+            PhaseName::RestartPending => "restart-pending",
+            PhaseName::GivenUp => "given-up",
+            PhaseName::Stopped => "stopped",
+        }
+    }
+
+    /// While a server is being started and verified (or before the first).
+    pub fn is_starting(self) -> bool {
+        matches!(
+            self,
+            PhaseName::Idle | PhaseName::Starting | PhaseName::Verifying
+        )
+    }
+}
+
+impl fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the state file and `status` show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
-    pub phase: &'static str,
+    pub phase: PhaseName,
     pub failures: u32,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -349,12 +395,12 @@ impl Policy {
 
     pub fn snapshot(&self) -> Snapshot {
         let phase = match self.phase {
-            Phase::Idle => "idle",
-            Phase::Starting { .. } => "starting",
-            Phase::Verifying { .. } => "verifying",
-            Phase::Running { .. } => "running",
-            Phase::Pending { .. } => "restart-pending",
-            Phase::GivenUp { .. } => "given-up",
+            Phase::Idle => PhaseName::Idle,
+            Phase::Starting { .. } => PhaseName::Starting,
+            Phase::Verifying { .. } => PhaseName::Verifying,
+            Phase::Running { .. } => PhaseName::Running,
+            Phase::Pending { .. } => PhaseName::RestartPending,
+            Phase::GivenUp { .. } => PhaseName::GivenUp,
         };
         Snapshot {
             phase,
@@ -574,7 +620,8 @@ impl Policy {
         }
     }
 
-    fn exited(&mut self, cause: String, now: Instant, out: &mut Vec<Action>) {
+    fn exited(&mut self, cause: ExitCause, now: Instant, out: &mut Vec<Action>) {
+        let cause = cause.to_string();
         match &self.phase {
             Phase::Verifying { kind, .. } => {
                 let kind = kind.clone();
@@ -775,6 +822,7 @@ fn fmt_secs(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::health::Reason;
+    use crate::sys::WaitStatus;
 
     const SEC: Duration = Duration::from_secs(1);
 
@@ -831,7 +879,7 @@ mod tests {
             s.feed(Event::Spawned);
             s.feed(Event::Tick);
             s.feed(healthy());
-            assert_eq!(s.p.snapshot().phase, "running");
+            assert_eq!(s.p.snapshot().phase, PhaseName::Running);
             s
         }
 
@@ -870,7 +918,7 @@ mod tests {
                 .count()
         }
 
-        fn phase(&self) -> &'static str {
+        fn phase(&self) -> PhaseName {
             self.p.snapshot().phase
         }
     }
@@ -892,7 +940,7 @@ mod tests {
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
         assert!(s.starts.is_empty(), "{:?}", s.starts);
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         s.at(60.0).feed(Event::Tick);
         assert!(
             matches!(s.starts[..], [StartKind::Restart { attempt: 3, .. }]),
@@ -900,7 +948,7 @@ mod tests {
             s.starts
         );
         s.feed(Event::SpawnFailed("boom".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.p.snapshot().attempts, 3);
         let downs = s
             .alerts
@@ -924,7 +972,7 @@ mod tests {
         );
         let begin = s.feed(Event::Begin(Begin::Start));
         assert!(begin.is_empty(), "{begin:?}");
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         for i in 0..5 {
             s.check_at(f64::from(i) * 10.0, failed());
         }
@@ -950,7 +998,7 @@ mod tests {
         s.feed(Event::Spawned);
         assert_eq!(s.feed(Event::Tick), vec![Action::Check]);
         s.at(0.05).feed(healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert!(s.alerts.is_empty());
         assert_eq!(s.p.snapshot().attempts, 0);
     }
@@ -1024,12 +1072,12 @@ mod tests {
     fn exit_restarts_at_once_with_zero_down_checks() {
         let mut s = Scenario::running(rules());
         s.at(5.0);
-        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Signaled(9))));
         assert_eq!(
             actions,
             vec![Action::Start(StartKind::Restart {
                 attempt: 1,
-                cause: "killed by signal 9".into(),
+                cause: "killed by signal 9 (SIGKILL)".into(),
                 down_checks: 0,
             })]
         );
@@ -1041,7 +1089,7 @@ mod tests {
             s.alerts,
             vec![Alert::Restarted {
                 down_checks: 0,
-                cause: "killed by signal 9".into()
+                cause: "killed by signal 9 (SIGKILL)".into()
             }]
         );
     }
@@ -1054,7 +1102,7 @@ mod tests {
         });
         s.at(5.0);
         assert!(s
-            .feed(Event::Exited("process exited with status 1".into()))
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))))
             .is_empty());
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
@@ -1067,7 +1115,7 @@ mod tests {
     fn cooldown_defers_restart() {
         let mut s = Scenario::running(rules());
         s.at(5.0)
-            .feed(Event::Exited("process exited with status 1".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         s.feed(Event::Spawned);
         s.at(5.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1075,12 +1123,12 @@ mod tests {
         // Dies again 10 s later: the first restart began at 5 s, so the next
         // may begin at 65 s, not before.
         s.at(15.0);
-        let actions = s.feed(Event::Exited("process exited with status 1".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         assert!(matches!(
             actions[..],
             [Action::Note(Note::RestartDeferred { .. })]
         ));
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         assert_eq!(
             s.p.next_wakeup(),
             Some(s.t0 + Duration::from_secs_f64(15.1))
@@ -1099,7 +1147,7 @@ mod tests {
     fn first_start_does_not_count_for_cooldown() {
         let mut s = Scenario::running(rules());
         s.at(1.0);
-        let actions = s.feed(Event::Exited("killed by signal 9".into()));
+        let actions = s.feed(Event::Exited(ExitCause::Status(WaitStatus::Signaled(9))));
         assert!(matches!(
             actions[..],
             [Action::Start(StartKind::Restart { attempt: 1, .. })]
@@ -1112,7 +1160,7 @@ mod tests {
             restart_on_exit: false,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.check_at(10.0, failed());
         s.check_at(20.0, failed());
         s.check_at(30.0, failed());
@@ -1122,9 +1170,9 @@ mod tests {
         s.check_at(40.5, failed());
         s.check_at(50.5, failed());
         s.check_at(60.5, failed());
-        assert_eq!(s.phase(), "restart-pending");
+        assert_eq!(s.phase(), PhaseName::RestartPending);
         s.check_at(70.5, healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         s.at(95.0).feed(Event::Tick);
         assert_eq!(s.restarts(), 1);
     }
@@ -1132,7 +1180,7 @@ mod tests {
     #[test]
     fn attempts_reset_only_after_stable_period() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1149,7 +1197,7 @@ mod tests {
     #[test]
     fn failed_check_breaks_the_stable_period() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1171,7 +1219,7 @@ mod tests {
         let mut t = 1.0;
         for _ in 0..3 {
             s.at(t).feed(Event::Tick);
-            s.feed(Event::Exited("process exited with status 1".into()));
+            s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
             s.feed(Event::Spawned);
             s.at(t + 0.1).feed(Event::Tick);
             s.feed(healthy());
@@ -1179,9 +1227,9 @@ mod tests {
         }
         assert_eq!(s.restarts(), 3);
         s.at(t)
-            .feed(Event::Exited("process exited with status 1".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
         assert_eq!(s.restarts(), 3);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         let downs: Vec<_> = s
             .alerts
             .iter()
@@ -1208,15 +1256,15 @@ mod tests {
         for _ in 0..10 {
             s.at(t);
             s.feed(Event::Tick);
-            if matches!(s.phase(), "starting") {
+            if s.phase() == PhaseName::Starting {
                 s.feed(Event::Spawned);
                 s.at(t + 0.01);
-                s.feed(Event::Exited("process exited with status 1".into()));
+                s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
             }
             t += 1.0;
         }
         assert_eq!(s.restarts(), 3);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         match &s.alerts[..] {
             [Alert::Down {
                 attempts: 3,
@@ -1246,7 +1294,7 @@ mod tests {
                     s.feed(Event::Checked(CheckOutcome::Failed(Reason::Http(503))));
                 }
             }
-            if s.phase() == "starting" {
+            if s.phase() == PhaseName::Starting {
                 s.feed(Event::Spawned);
             }
             t += 0.01;
@@ -1258,7 +1306,7 @@ mod tests {
             if last_error.contains("HTTP 503"))
         );
         // Restarts began at least RESTART_COOLDOWN apart.
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
     }
 
     #[test]
@@ -1267,10 +1315,10 @@ mod tests {
             max_restart_attempts: 1,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(11.0).feed(Event::Tick);
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.alerts.len(), 1);
         for i in 1..9 {
             s.check_at(11.0 + i as f64 * 10.0, failed());
@@ -1279,12 +1327,12 @@ mod tests {
         assert_eq!(s.restarts(), 1, "no restarts after giving up");
         s.check_at(101.0, healthy());
         assert_eq!(s.alerts.last(), Some(&Alert::Recovered { failures: 11 }));
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert_eq!(s.p.snapshot().attempts, 0);
         // It starts over: a new exit restarts again.
         s.at(105.0);
         assert!(matches!(
-            s.feed(Event::Exited("x".into()))[..],
+            s.feed(Event::Exited(ExitCause::Unknown))[..],
             [Action::Start(StartKind::Restart { attempt: 1, .. })]
         ));
     }
@@ -1296,10 +1344,10 @@ mod tests {
             retry_after_give_up: Some(100 * SEC),
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.at(1.5).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.at(1.5).feed(Event::Exited(ExitCause::Unknown));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(
             s.p.next_wakeup(),
             Some(s.t0 + Duration::from_secs_f64(11.5))
@@ -1313,8 +1361,8 @@ mod tests {
         ));
         // It fails too: still given up, no second Down alert, next retry later.
         s.feed(Event::Spawned);
-        s.at(101.6).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.at(101.6).feed(Event::Exited(ExitCause::Unknown));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.alerts.len(), 1);
         s.at(201.6);
         assert!(matches!(
@@ -1327,7 +1375,7 @@ mod tests {
         // Verified: running, but on probation (issue 8, item 7): no alert
         // yet, the retries counted, the attempts are not reset at once.
         assert_eq!(s.alerts.len(), 1, "{:?}", s.alerts);
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert_eq!(s.p.snapshot().attempts, 3);
         // Healthy for RESTART_COOLDOWN (60 s): the episode ends.
         for i in 1..=6 {
@@ -1378,10 +1426,10 @@ mod tests {
             retry_after_give_up: Some(retry),
             ..rules()
         });
-        s.after(SEC).feed(Event::Exited("x".into()));
+        s.after(SEC).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1);
         s
     }
@@ -1410,12 +1458,12 @@ mod tests {
         let retry_at = s.now;
         s.feed(Event::Spawned);
         s.after(SEC / 10).tick_answering(&healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         // Dies 1.7 s after the retry: not restarted before the cooldown,
         // and not from zero attempts: back to given-up.
         s.after(Duration::from_millis(1600));
-        s.feed(Event::Exited("process exited with status 1".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.restarts(), 1, "no restart after the retry");
         // The next start is the next retry, RETRY_AFTER_GIVE_UP later.
         let before = s.starts.len();
@@ -1434,8 +1482,8 @@ mod tests {
             s.feed(Event::Spawned);
             s.after(SEC / 10).tick_answering(&healthy());
             s.after(2 * SEC)
-                .feed(Event::Exited("process exited with status 1".into()));
-            assert_eq!(s.phase(), "given-up");
+                .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
+            assert_eq!(s.phase(), PhaseName::GivenUp);
         }
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
         assert_eq!(s.count(is_restarted), 0, "{:?}", s.alerts);
@@ -1460,10 +1508,10 @@ mod tests {
         assert_eq!(s.p.snapshot().attempts, 0);
         assert_eq!(s.p.snapshot().failures, 0);
         // A new episode may begin: it gets its own Down.
-        s.after(SEC * 10).feed(Event::Exited("x".into()));
+        s.after(SEC * 10).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 2, "{:?}", s.alerts);
     }
 
@@ -1474,7 +1522,7 @@ mod tests {
             .feed(Event::PlannedRestart { by: "ops".into() });
         s.feed(Event::Spawned);
         s.after(SEC / 10).tick_answering(&healthy());
-        assert_eq!(s.phase(), "running");
+        assert_eq!(s.phase(), PhaseName::Running);
         assert!(
             matches!(s.alerts.last(), Some(Alert::Recovered { .. })),
             "{:?}",
@@ -1490,8 +1538,8 @@ mod tests {
         s.after(SEC)
             .feed(Event::PlannedRestart { by: "ops".into() });
         s.feed(Event::Spawned);
-        s.after(SEC / 10).feed(Event::Exited("x".into()));
-        assert_eq!(s.phase(), "given-up");
+        s.after(SEC / 10).feed(Event::Exited(ExitCause::Unknown));
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert_eq!(s.count(is_down), 1, "{:?}", s.alerts);
     }
 
@@ -1518,9 +1566,9 @@ mod tests {
             max_restart_attempts: 1,
             ..rules()
         });
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::SpawnFailed("cannot run `nope`: No such file".into()));
-        assert_eq!(s.phase(), "given-up");
+        assert_eq!(s.phase(), PhaseName::GivenUp);
         assert!(
             matches!(&s.alerts[..], [Alert::Down { last_error, .. }] if last_error.contains("nope"))
         );
@@ -1529,7 +1577,7 @@ mod tests {
     #[test]
     fn planned_restart_ignores_cooldown_and_counts_nothing() {
         let mut s = Scenario::running(rules());
-        s.at(1.0).feed(Event::Exited("x".into()));
+        s.at(1.0).feed(Event::Exited(ExitCause::Unknown));
         s.feed(Event::Spawned);
         s.at(1.1).feed(Event::Tick);
         s.feed(healthy());
@@ -1577,7 +1625,7 @@ mod tests {
         });
         s.feed(Event::Spawned);
         s.at(2.1)
-            .feed(Event::Exited("process exited with status 3".into()));
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(3))));
         assert!(matches!(
             &s.alerts[..],
             [Alert::PlannedRestartFailed { .. }]

@@ -7,8 +7,14 @@
 //! monitor stops, starts and verifies the server; a planned restart is not an
 //! attempt, ignores the cooldown and sends no alert unless it fails.
 //!
-//! Exit status: 0 once the new server is verified healthy, 1 if it is not (or
-//! no answer came in time), 3 if no monitor runs with this `LOG_DIR`.
+//! The client ([`run`]) returns `Ok` once the new server is verified healthy,
+//! [`ClientError::NoMonitor`] if no monitor runs with this `LOG_DIR` (`main`
+//! makes that exit 3), and [`ClientError::Failed`] otherwise, also when no
+//! answer came in time (exit 1).
+//!
+//! The monitor's side is here too: [`requested`] turns the request files
+//! into the state file's record when SIGUSR1 comes, and [`record_outcome`]
+//! fills in how it ended from the policy's notes.
 
 use std::fs;
 use std::path::Path;
@@ -17,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::state;
+use crate::policy::{Note, StartKind};
+use crate::state::{self, Outcome, PlannedRestart};
 use crate::sys;
 
 const PREFIX: &str = "restart-";
@@ -53,6 +60,64 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
     out
 }
 
+/// SIGUSR1 came: takes the request files and says who asked, for the state
+/// file's record (outcome in progress) and the policy's event.
+pub fn requested(dir: &Path, requested: String) -> PlannedRestart {
+    let requests = take_requests(dir);
+    let by = if requests.is_empty() {
+        "SIGUSR1 (no request file)".to_string()
+    } else {
+        let who: Vec<&str> = requests.iter().map(|r| r.by.as_str()).collect();
+        who.join(", ")
+    };
+    PlannedRestart {
+        ids: requests.into_iter().map(|r| r.id).collect(),
+        by,
+        requested,
+        outcome: Outcome::InProgress,
+        detail: None,
+        server_pid: None,
+    }
+}
+
+/// Pure: how a planned restart ended, when `note` says so.
+pub fn outcome_of(note: &Note) -> Option<(Outcome, String)> {
+    Some(match note {
+        Note::Verified {
+            kind: StartKind::Planned { .. },
+            after,
+        } => (
+            Outcome::Ok,
+            format!("healthy after {:.3}s", after.as_secs_f64()),
+        ),
+        Note::VerifyFailed {
+            kind: StartKind::Planned { .. },
+            reason,
+        } => (Outcome::Failed, reason.clone()),
+        Note::AlreadyRestarting { .. } => {
+            (Outcome::Failed, "a start is already in progress".into())
+        }
+        Note::CannotRestart { .. } => (
+            Outcome::Failed,
+            "no SERVER_COMMAND: this monitor only watches".into(),
+        ),
+        _ => return None,
+    })
+}
+
+/// Records in `planned` how the restart in progress ended, for `server-monitor
+/// restart`; a note about anything else changes nothing.
+pub fn record_outcome(planned: Option<&mut PlannedRestart>, note: &Note, server_pid: Option<u32>) {
+    let Some(p) = planned.filter(|p| p.outcome == Outcome::InProgress) else {
+        return;
+    };
+    if let Some((outcome, detail)) = outcome_of(note) {
+        p.outcome = outcome;
+        p.detail = Some(detail);
+        p.server_pid = server_pid;
+    }
+}
+
 /// Pure: a user name for `uid` from the text of /etc/passwd.
 pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
@@ -81,15 +146,31 @@ fn requester() -> String {
     format!("{user}{sudo} ({uid}pid {})", std::process::id())
 }
 
+/// Why `server-monitor restart` did not get a verified restart.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No monitor holds the lock of this LOG_DIR.
+    NoMonitor(std::path::PathBuf),
+    /// The request could not be made, the restart failed, or no answer came.
+    Failed(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoMonitor(dir) => {
+                write!(f, "no monitor is running with LOG_DIR {}", dir.display())
+            }
+            ClientError::Failed(s) => f.write_str(s),
+        }
+    }
+}
+
 /// `server-monitor restart`.
-pub fn run(cfg: &Config) -> u8 {
+pub fn run(cfg: &Config) -> Result<(), ClientError> {
     let dir = &cfg.log.log_dir;
     let Some(pid) = crate::lock::lock_holder(dir) else {
-        eprintln!(
-            "server-monitor: no monitor is running with LOG_DIR {}",
-            dir.display()
-        );
-        return 3;
+        return Err(ClientError::NoMonitor(dir.clone()));
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,56 +183,99 @@ pub fn run(cfg: &Config) -> u8 {
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
     let json = serde_json::to_vec(&request).unwrap_or_default();
     if let Err(e) = crate::files::write_atomic(&path, &json, false) {
-        eprintln!("server-monitor: cannot write {}: {e}", path.display());
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
     }
     if let Err(e) = sys::kill(pid, sys::SIGUSR1) {
         let _ = fs::remove_file(&path);
-        eprintln!("server-monitor: cannot signal the monitor (pid {pid}): {e}");
-        return 1;
+        return Err(ClientError::Failed(format!(
+            "cannot signal the monitor (pid {pid}): {e}"
+        )));
     }
     println!("asked the monitor (pid {pid}) to restart the server; waiting for it");
     // Stop, start and verify, plus time for the monitor to finish a check
     // that was under way when the signal came.
     let wait = cfg.server.stop_timeout
-        + cfg.server.startup_timeout
+        + cfg.policy.startup_timeout
         + cfg.health.health_timeout
         + Duration::from_secs(5);
     let deadline = crate::config::instant_after(Instant::now(), wait);
     while Instant::now() < deadline {
         if let Ok(s) = state::read(dir) {
             if let Some(p) = s.planned_restart.filter(|p| p.ids.contains(&request.id)) {
-                match p.outcome.as_str() {
-                    "ok" => {
+                match p.outcome {
+                    Outcome::Ok => {
                         let pid = p
                             .server_pid
                             .map_or(String::new(), |p| format!(" (pid {p})"));
                         println!("server restarted{pid} and verified healthy");
-                        return 0;
+                        return Ok(());
                     }
-                    "failed" => {
+                    Outcome::Failed => {
                         let why = p.detail.unwrap_or_default();
-                        eprintln!("server-monitor: the planned restart failed: {why}");
-                        return 1;
+                        return Err(ClientError::Failed(format!(
+                            "the planned restart failed: {why}"
+                        )));
                     }
-                    _ => {}
+                    Outcome::InProgress => {}
                 }
             }
         }
         if crate::lock::lock_holder(dir) != Some(pid) {
-            eprintln!("server-monitor: the monitor (pid {pid}) stopped before answering");
-            return 1;
+            return Err(ClientError::Failed(format!(
+                "the monitor (pid {pid}) stopped before answering"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = fs::remove_file(&path);
-    eprintln!("server-monitor: no answer from the monitor (pid {pid}) in time");
-    1
+    Err(ClientError::Failed(format!(
+        "no answer from the monitor (pid {pid}) in time"
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_restart_outcomes_come_from_the_notes() {
+        use std::time::Duration;
+        let planned = StartKind::Planned { by: "alice".into() };
+        let first = StartKind::First;
+        let verified = |kind| Note::Verified {
+            kind,
+            after: Duration::from_millis(1500),
+        };
+        let mut p = Some(PlannedRestart::default());
+        record_outcome(p.as_mut(), &verified(first.clone()), Some(7));
+        assert_eq!(p.as_ref().unwrap().outcome, Outcome::InProgress, "not ours");
+        record_outcome(p.as_mut(), &verified(planned.clone()), Some(7));
+        let done = p.clone().unwrap();
+        assert_eq!(
+            (done.outcome, done.detail.as_deref(), done.server_pid),
+            (Outcome::Ok, Some("healthy after 1.500s"), Some(7))
+        );
+        let failed = Note::VerifyFailed {
+            kind: planned,
+            reason: "timed out".into(),
+        };
+        record_outcome(p.as_mut(), &failed, None);
+        assert_eq!(p.as_ref().unwrap().outcome, Outcome::Ok, "recorded once");
+        assert_eq!(
+            outcome_of(&failed),
+            Some((Outcome::Failed, "timed out".into()))
+        );
+        assert_eq!(
+            outcome_of(&Note::CannotRestart { by: "bob".into() }).map(|o| o.0),
+            Some(Outcome::Failed)
+        );
+        assert_eq!(outcome_of(&Note::AttemptsReset), None);
+        let json = serde_json::to_string(&Outcome::InProgress).unwrap();
+        assert_eq!(json, "\"in progress\"");
+    }
 
     #[test]
     fn user_names_come_from_passwd() {

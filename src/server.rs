@@ -8,6 +8,9 @@
 //! process group. A pid whose start time differs from the pid file's belongs
 //! to another process now; it is neither adopted nor signalled.
 //!
+//! A server this monitor did not start is stopped through STOP_COMMAND
+//! ([`stop_foreign`]), and known gone once its URL refuses connections.
+//!
 //! Not here: when to start or stop (that is `policy`), logging of decisions.
 
 use std::fmt;
@@ -218,6 +221,37 @@ fn listening_inodes(port: u16) -> Vec<u64> {
         }
     }
     out
+}
+
+/// The port of a health URL whose host is this machine (loopback or
+/// `localhost`); None for another host.
+pub fn local_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if !local {
+        return None;
+    }
+    match port {
+        Some(p) => p.parse().ok(),
+        None if scheme.eq_ignore_ascii_case("https") => Some(443),
+        None => Some(80),
+    }
 }
 
 /// Whether a live process of group `pgid` holds a socket listening on TCP
@@ -623,6 +657,69 @@ impl Server {
     }
 }
 
+/// Stops a server this monitor did not start: runs STOP_COMMAND `cmd` (in a
+/// group of its own, killed if it outlasts `timeout`), then asks
+/// `refused(deadline)` every 50 ms whether the server's URL now refuses
+/// connections, all within `timeout`. `refused` must return by the deadline
+/// it is given (the monitor's interruptible probe does). True once it
+/// refuses.
+pub fn stop_foreign(
+    cmd: &[String],
+    timeout: Duration,
+    mut refused: impl FnMut(Instant) -> bool,
+) -> bool {
+    let deadline = crate::config::instant_after(Instant::now(), timeout);
+    run_stop_command(cmd, deadline);
+    while Instant::now() < deadline {
+        if refused(deadline) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    log::warn!("the server still answers after STOP_COMMAND and STOP_TIMEOUT");
+    false
+}
+
+/// Runs STOP_COMMAND until it ends or `deadline`, when it is killed.
+fn run_stop_command(cmd: &[String], deadline: Instant) {
+    let Some((program, args)) = cmd.split_first() else {
+        return;
+    };
+    let mut run = Command::new(program);
+    scrub_env(&mut run);
+    let spawned = run
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "cannot run STOP_COMMAND");
+            return;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                log::error!(status = status.to_string().as_str(); "STOP_COMMAND failed");
+                return;
+            }
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                log::error!("STOP_COMMAND did not finish within STOP_TIMEOUT; killing it");
+                let _ = sys::killpg(child.id(), sys::SIGKILL);
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Stopped {
     pub cause: Option<ExitCause>,
@@ -678,6 +775,18 @@ fn spawn_writer(path: &Path, max_bytes: u64, backups: u32, stdin: OwnedFd) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_ports_of_health_urls() {
+        assert_eq!(local_port("http://127.0.0.1:8000/health"), Some(8000));
+        assert_eq!(local_port("HTTP://LocalHost/health"), Some(80));
+        assert_eq!(local_port("https://[::1]/h?x=1"), Some(443));
+        assert_eq!(local_port("http://[::1]:9000"), Some(9000));
+        assert_eq!(local_port("http://u:p@127.0.0.2:81/"), Some(81));
+        assert_eq!(local_port("http://example.com:8000/health"), None);
+        assert_eq!(local_port("http://10.0.0.1:8000/health"), None);
+        assert_eq!(local_port("no url"), None);
+    }
 
     #[test]
     fn pid_file_round_trips() {

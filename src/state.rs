@@ -1,19 +1,32 @@
-//! `server_monitor.state.json`: what the monitor is doing, for `status` and
-//! for people. Written atomically (a temporary file and a rename) after every
-//! change and every check; fsynced only when the counters or the phase change,
-//! since a lost "last check" line costs nothing.
+//! `server_monitor.state.json`: what the monitor is doing, for `status`,
+//! `server-monitor restart` and people.
+//!
+//! [`Writer`] is the running monitor's side: it holds what only the monitor
+//! knows (who it is, restart totals, the last check, the last planned
+//! restart) and builds the rest of the state from the policy's
+//! [`Snapshot`] and the server's pid at each save, so nothing is mirrored by
+//! hand. A save writes atomically (a temporary file and a rename) at once,
+//! fsynced, when anything beyond the last check changed; a new last check
+//! alone is written at most every [`REFRESH`], not fsynced, since a lost
+//! "last check" line costs nothing.
 //!
 //! The monitor reads its state back only at start, to resume the attempt
 //! count and a give-up from a recent state its predecessor left
 //! ([`resumable`]); a state file that is truncated or garbage is ignored
-//! then, reported by `status` and rebuilt by the next write.
+//! then, reported by `status` and rebuilt by the next write. Rendering for
+//! `status` is here too ([`render`]); deciding what the phase is is not (the
+//! policy does).
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+use crate::logging::{unix_millis, utc_iso8601_millis};
+use crate::policy::{PhaseName, Snapshot};
 
 pub const STATE_FILE: &str = "server_monitor.state.json";
 
@@ -23,7 +36,7 @@ pub struct State {
     pub service_name: String,
     pub health_url: String,
     /// idle, starting, verifying, running, restart-pending, given-up, stopped
-    pub phase: String,
+    pub phase: PhaseName,
     pub server_pid: Option<u32>,
     pub consecutive_failures: u32,
     pub restart_attempts: u32,
@@ -50,10 +63,34 @@ pub struct PlannedRestart {
     pub ids: Vec<String>,
     pub by: String,
     pub requested: String,
-    /// `in progress`, `ok` or `failed`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub detail: Option<String>,
     pub server_pid: Option<u32>,
+}
+
+/// How a planned restart ended, as the monitor records it and `server-monitor
+/// restart` reads it: `in progress`, `ok` or `failed` in the state file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    #[default]
+    #[serde(rename = "in progress")]
+    InProgress,
+    /// The new server was verified healthy.
+    #[serde(rename = "ok")]
+    Ok,
+    /// It was not, or the restart was refused.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::InProgress => "in progress",
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -78,15 +115,133 @@ pub fn resumable(
 ) -> Option<crate::policy::Resumed> {
     let age = now_unix_ms.abs_diff(s.updated_unix_ms);
     let recent = s.updated_unix_ms > 0 && u128::from(age) <= window.as_millis();
-    if !recent || s.health_url != health_url || matches!(s.phase.as_str(), "stopped" | "") {
+    if !recent || s.health_url != health_url || s.phase == PhaseName::Stopped {
         return None;
     }
     Some(crate::policy::Resumed {
         attempts: s.restart_attempts,
-        given_up: s.phase == "given-up",
+        given_up: s.phase == PhaseName::GivenUp,
         failures: s.consecutive_failures,
         last_error: s.last_error.clone(),
     })
+}
+
+/// How often the state file is rewritten when only the last check changed.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// The running monitor's state file; see the module header.
+pub struct Writer {
+    dir: PathBuf,
+    /// What only the monitor knows; the policy's part and the server pid are
+    /// filled in at each save.
+    state: State,
+    /// The state last written, less `last_check` and the time stamps.
+    saved: Option<State>,
+    written_check: Option<LastCheck>,
+    written_at: Instant,
+}
+
+impl Writer {
+    /// `base` holds who the monitor is (pid, service, URL, start time).
+    pub fn new(dir: &Path, base: State, now: Instant) -> Writer {
+        Writer {
+            dir: dir.to_path_buf(),
+            state: base,
+            saved: None,
+            written_check: None,
+            written_at: now,
+        }
+    }
+
+    /// Takes over the restart totals of the state a predecessor left.
+    pub fn resume(&mut self, old: &State) {
+        self.state.restarts_total = old.restarts_total;
+        self.state.last_restart = old.last_restart.clone();
+    }
+
+    /// A restart began at `wall`.
+    pub fn restarted(&mut self, wall: SystemTime) {
+        self.state.restarts_total += 1;
+        self.state.last_restart = Some(utc_iso8601_millis(wall));
+    }
+
+    pub fn checked(&mut self, check: LastCheck) {
+        self.state.last_check = Some(check);
+    }
+
+    /// A planned restart was asked for; it replaces the one before.
+    pub fn planned_restart_requested(&mut self, p: PlannedRestart) {
+        self.state.planned_restart = Some(p);
+    }
+
+    /// The last planned restart, for its outcome to be filled in.
+    pub fn planned_restart(&mut self) -> Option<&mut PlannedRestart> {
+        self.state.planned_restart.as_mut()
+    }
+
+    /// The state as of the last save, less the time stamps (issue 13: the
+    /// status endpoints render it from memory).
+    pub fn current(&self) -> &State {
+        &self.state
+    }
+
+    /// When a last check that was held back is due to be written.
+    pub fn next_due(&self) -> Option<Instant> {
+        (self.state.last_check != self.written_check).then(|| self.written_at + REFRESH)
+    }
+
+    /// Writes the state if it changed (see the module header).
+    pub fn save(&mut self, snap: &Snapshot, server_pid: Option<u32>, now: Instant) {
+        self.fill(snap, server_pid);
+        // `saved` holds what was written less the last check and the time
+        // stamps, so that this comparison, made every loop turn, copies
+        // nothing.
+        let check = self.state.last_check.take();
+        let significant = self.saved.as_ref() != Some(&self.state);
+        self.state.last_check = check;
+        if !significant
+            && (self.state.last_check == self.written_check || now < self.written_at + REFRESH)
+        {
+            return;
+        }
+        self.saved = Some(State {
+            last_check: None,
+            ..self.state.clone()
+        });
+        self.written_check = self.state.last_check.clone();
+        self.write(significant);
+        self.written_at = now;
+    }
+
+    /// The last write, on the monitor's way out: phase `stopped`.
+    pub fn finish(&mut self, snap: &Snapshot, server_pid: Option<u32>) {
+        self.fill(snap, server_pid);
+        self.state.phase = PhaseName::Stopped;
+        self.write(true);
+    }
+
+    fn fill(&mut self, snap: &Snapshot, server_pid: Option<u32>) {
+        let s = &mut self.state;
+        s.phase = snap.phase;
+        s.consecutive_failures = snap.failures;
+        s.restart_attempts = snap.attempts;
+        s.last_error.clone_from(&snap.last_error);
+        s.server_pid = server_pid;
+    }
+
+    /// Stamps and writes the whole state; `self.state` keeps empty time
+    /// stamps between writes, for the comparison in [`Writer::save`].
+    fn write(&mut self, durable: bool) {
+        let wall = SystemTime::now();
+        let stamped = State {
+            updated: utc_iso8601_millis(wall),
+            updated_unix_ms: unix_millis(wall),
+            ..self.state.clone()
+        };
+        if let Err(e) = write(&self.dir, &stamped, durable) {
+            log::warn!(error = e.to_string().as_str(); "cannot write the state file");
+        }
+    }
 }
 
 /// Writes the state file atomically.
@@ -189,7 +344,7 @@ mod tests {
         let url = "http://127.0.0.1:8000/health";
         let s = State {
             health_url: url.into(),
-            phase: "given-up".into(),
+            phase: PhaseName::GivenUp,
             restart_attempts: 3,
             consecutive_failures: 9,
             last_error: Some("HTTP 503".into()),
@@ -213,7 +368,7 @@ mod tests {
             None
         );
         let stopped = State {
-            phase: "stopped".into(),
+            phase: PhaseName::Stopped,
             ..s.clone()
         };
         assert_eq!(resumable(&stopped, url, 1_000_000, w), None);
@@ -223,12 +378,80 @@ mod tests {
         };
         assert_eq!(resumable(&old_format, url, 5_000, w), None);
         let running = State {
-            phase: "running".into(),
+            phase: PhaseName::Running,
             restart_attempts: 1,
             ..s
         };
         let r = resumable(&running, url, 1_000_000, w).unwrap();
         assert!(!r.given_up && r.attempts == 1);
+    }
+
+    #[test]
+    fn a_new_last_check_alone_is_written_at_most_every_refresh() {
+        let dir = std::env::temp_dir().join(format!("sm-state-writer-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let t0 = Instant::now();
+        let base = State {
+            monitor_pid: 7,
+            ..State::default()
+        };
+        let mut w = Writer::new(&dir, base, t0);
+        let snap = |phase, failures| Snapshot {
+            phase,
+            failures,
+            attempts: 0,
+            last_error: None,
+        };
+        let check = |ms| LastCheck {
+            latency_ms: ms,
+            ..LastCheck::default()
+        };
+        let on_disk = || read(&dir).unwrap();
+        w.checked(check(1.0));
+        w.save(&snap(PhaseName::Running, 0), Some(9), t0);
+        let first = on_disk();
+        assert_eq!(
+            (first.phase, first.server_pid),
+            (PhaseName::Running, Some(9))
+        );
+        assert_eq!(first.last_check, Some(check(1.0)));
+        assert_eq!(w.next_due(), None);
+        // Only the check changed, within REFRESH: held back.
+        w.checked(check(2.0));
+        w.save(
+            &snap(PhaseName::Running, 0),
+            Some(9),
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(on_disk().last_check, Some(check(1.0)));
+        assert_eq!(w.next_due(), Some(t0 + REFRESH));
+        // A change of the policy's part is written at once, check and all.
+        w.save(
+            &snap(PhaseName::Running, 1),
+            Some(9),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(on_disk().consecutive_failures, 1);
+        assert_eq!(on_disk().last_check, Some(check(2.0)));
+        // A check alone once REFRESH has passed since the last write.
+        w.checked(check(3.0));
+        w.save(
+            &snap(PhaseName::Running, 1),
+            Some(9),
+            t0 + Duration::from_secs(6),
+        );
+        assert_eq!(on_disk().last_check, Some(check(2.0)));
+        w.save(
+            &snap(PhaseName::Running, 1),
+            Some(9),
+            t0 + Duration::from_secs(7),
+        );
+        assert_eq!(on_disk().last_check, Some(check(3.0)));
+        w.finish(&snap(PhaseName::Running, 1), None);
+        let last = on_disk();
+        assert_eq!((last.phase, last.server_pid), (PhaseName::Stopped, None));
+        assert!(last.updated_unix_ms > 0 && !last.updated.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -238,7 +461,7 @@ mod tests {
         assert!(matches!(read(&dir), Err(ReadError::Missing)));
         let s = State {
             monitor_pid: 7,
-            phase: "running".into(),
+            phase: PhaseName::Running,
             last_check: Some(LastCheck {
                 time: "t".into(),
                 healthy: false,

@@ -1,18 +1,32 @@
 //! The only module with `unsafe` code: thin wrappers over the few Linux calls
-//! that std does not offer. Each wrapper returns `io::Result` and carries a
-//! `SAFETY:` note; nothing here makes decisions.
+//! that std does not offer, and the monitor's signal set-up. Each wrapper
+//! returns `io::Result` (or a plain value) and carries a `SAFETY:` note;
+//! nothing here makes decisions.
 //!
-//! What lives here: pidfds and `poll` (to wait for a process exit and a signal
-//! at once, with a deadline), `kill`/`killpg`, `waitpid(-1, WNOHANG)` reaping,
-//! the child-subreaper flag, and signal dispositions (SIGHUP under `nohup`,
-//! SIGUSR1 for planned restarts).
+//! What lives here:
+//! - processes: pidfds and `poll` (to wait for a process exit and a signal at
+//!   once, with a deadline), `kill`/`killpg`, a group's existence,
+//!   `waitpid(-1, WNOHANG)` reaping, the child-subreaper flag, `execve` (the
+//!   re-exec after a panic);
+//! - signals: dispositions (SIGHUP under `nohup`, defaults restored for the
+//!   server), the SIGUSR1 handler, and [`Signals`], the set-up the main loop
+//!   polls; the globals a handler must reach (`WAKE_FD`, `USR1`) are
+//!   declared together below, and are the only signal state outside
+//!   [`Signals`] (the shutdown flag is set on ctrlc's thread, so it needs no
+//!   global);
+//! - descriptors and sockets: close-on-exec of inherited descriptors, pipe
+//!   sizes and whether a pipe's writers are gone, `SO_PEERCRED`, abstract
+//!   Unix sockets (the lock);
+//! - memory and CPUs: dropping clean executable pages, CPU pinning (bench).
 //!
 //! What does not: anything that can be done with std (pipes, locks, sockets,
-//! reading `/proc`).
+//! reading `/proc`), and any policy about when to use these.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
@@ -196,7 +210,7 @@ pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
 /// The descriptor the SIGUSR1 handler writes a byte to. -1: none.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Set by the SIGUSR1 handler; read and cleared by [`take_usr1`].
-static USR1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static USR1: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_usr1(_: libc::c_int) {
     USR1.store(true, Ordering::SeqCst);
@@ -228,6 +242,68 @@ pub fn install_usr1_handler(wake: BorrowedFd<'_>) -> io::Result<()> {
 /// True once per SIGUSR1 received since the last call.
 pub fn take_usr1() -> bool {
     USR1.swap(false, Ordering::SeqCst)
+}
+
+/// The signals the monitor answers: SIGINT/SIGTERM (and SIGHUP unless it was
+/// ignored at start) set the shutdown flag; those and SIGUSR1 write a byte to
+/// a socket the loop polls, so that a signal ends its wait at once.
+pub struct Signals {
+    shutdown: Arc<AtomicBool>,
+    wake_rx: UnixDatagram,
+    _wake_tx: UnixDatagram,
+}
+
+impl Signals {
+    pub fn install() -> io::Result<Signals> {
+        let (wake_tx, wake_rx) = UnixDatagram::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        // NOTE: ctrlc's `termination` feature takes SIGHUP over too, which
+        // would undo `nohup`: remember whether it was ignored and put it back.
+        let hup_ignored = is_signal_ignored(SIGHUP);
+        let flag = shutdown.clone();
+        let tx = wake_tx.try_clone()?;
+        ctrlc::set_handler(move || {
+            flag.store(true, Ordering::SeqCst);
+            let _ = tx.send(&[1]);
+        })
+        .map_err(io::Error::other)?;
+        if hup_ignored {
+            ignore_signal(SIGHUP)?;
+        }
+        install_usr1_handler(wake_tx.as_fd())?;
+        Ok(Signals {
+            shutdown,
+            wake_rx,
+            _wake_tx: wake_tx,
+        })
+    }
+
+    /// The shutdown flag, for waits elsewhere that must give up on it.
+    pub fn shutdown_flag(&self) -> &Arc<AtomicBool> {
+        &self.shutdown
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// True once per SIGUSR1 received since the last call.
+    pub fn take_usr1(&self) -> bool {
+        take_usr1()
+    }
+
+    /// The descriptor that becomes readable when a signal came.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake_rx.as_fd()
+    }
+
+    /// Empties the wake-up socket after a wait.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while self.wake_rx.recv(&mut buf).is_ok() {}
+    }
 }
 
 /// Marks every descriptor from 3 up close-on-exec: what our own parent left

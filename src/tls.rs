@@ -97,6 +97,23 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> 
     Ok(Arc::new(config))
 }
 
+/// Why [`default_client_config`] could not build a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The extra CA file cannot be used.
+    CaFile(CaFileError),
+    /// rustls refused the configuration: its word.
+    Rustls(String),
+}
+
+/// The configuration of an HTTPS client (health checks, webhooks): the
+/// system's roots ([`default_system_bundle`]) plus `ca_file`'s.
+pub fn default_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, SetupError> {
+    let system = default_system_bundle();
+    let roots = roots(system.as_deref(), ca_file).map_err(SetupError::CaFile)?;
+    client_config(roots).map_err(SetupError::Rustls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,21 +37,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::outbox::{self, Entry, OutboxDir, Schedule};
+use super::outbox::{self, Entry, Id, OutboxDir, Schedule};
 use super::smtp::{self, Mailer};
 use super::webhook::{self, Webhook};
 use super::{build_mime, message_id, render_test, to_mime, write_eml, Context, Message, MimeParts};
 use crate::config::Config;
 use crate::logging::utc_iso8601_millis;
 
-/// The channel names, as the outbox files and the log show them.
-pub const EMAIL: &str = "email";
-pub const WEBHOOK: &str = "webhook";
-/// The local channel, used when neither email nor webhook is configured:
-/// `LOG_DIR/alerts/*.eml`. It needs no outbox file (the `.eml` is the
-/// durable copy), but a write that fails (a full disk) is retried like any
-/// delivery.
-pub const LOCAL: &str = "eml";
+/// The ways an alert goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Email,
+    Webhook,
+    /// Used when neither email nor webhook is configured:
+    /// `LOG_DIR/alerts/*.eml`. It needs no outbox file (the `.eml` is the
+    /// durable copy), but a write that fails (a full disk) is retried like
+    /// any delivery.
+    Local,
+}
+
+impl Channel {
+    /// The name the outbox files and the log show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+            Channel::Local => "eml",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Alert delivery: the outbox, its schedule, the channels.
 #[derive(Debug)]
@@ -61,14 +81,14 @@ pub struct Dispatcher {
     outbox: OutboxDir,
     schedule: Schedule,
     /// The pending entries, as their files hold them.
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Id, Entry>,
     email: Option<Mailer>,
     webhook: Option<Webhook>,
     from: String,
     to: Vec<String>,
     /// SMTP_TIMEOUT: one attempt's deadline, and one call's budget.
     timeout: Duration,
-    /// For ids of entries whose file could not be written.
+    /// The last [`Id::Unsaved`] handed out.
     unsaved: u32,
     /// Set when the monitor is stopping: a delivery in progress gives up.
     cancel: Option<Arc<AtomicBool>>,
@@ -77,9 +97,18 @@ pub struct Dispatcher {
     turn_start: Option<Instant>,
     /// Channels that failed in this turn, and when the entry that failed on
     /// them is due again.
-    down: HashMap<&'static str, Instant>,
-    /// Delivery attempts by (channel, `sent` | `failed`), for /metrics (issue 13).
-    pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
+    down: HashMap<Channel, Instant>,
+    /// Delivery attempts by (channel, `sent` | `failed`), for /metrics
+    /// (issue 13); counted in [`Dispatcher::record`].
+    pub outcomes: HashMap<(Channel, &'static str), u64>,
+}
+
+/// One channel's failed attempt, for the log line after the round.
+struct Failure {
+    channel: Channel,
+    attempt: u32,
+    reason: String,
+    ms: f64,
 }
 
 /// Pure: whether another attempt of up to `timeout` may start at `now` in a
@@ -116,11 +145,11 @@ impl Dispatcher {
             cancel: None,
             turn_start: None,
             down: HashMap::new(),
-            outcomes: BTreeMap::new(),
+            outcomes: HashMap::new(),
         }
     }
 
-    /// How many alerts wait in the outbox (for /metrics).
+    /// How many alerts wait in the outbox (for /metrics, issue 13).
     pub fn pending(&self) -> usize {
         self.schedule.len()
     }
@@ -129,16 +158,17 @@ impl Dispatcher {
     /// `LOG_DIR/outbox/`, all due at `now`.
     pub fn load(cfg: &Config, now: Instant) -> Dispatcher {
         let mut d = Dispatcher::new(cfg);
-        for id in d.outbox.list() {
-            let file = d.outbox.file(&id).display().to_string();
-            match d.outbox.read(&id) {
+        for stem in d.outbox.list() {
+            let file = d.outbox.file(&stem).display().to_string();
+            match d.outbox.read(&stem) {
                 Ok(entry) => {
                     if !d.has_channels() {
                         log::info!(subject = entry.subject.as_str();
                             "no alert channel is configured any more: the alert from the outbox goes to LOG_DIR/alerts");
                     }
-                    d.entries.insert(id.clone(), entry);
+                    let id = Id::File(stem);
                     d.schedule.add(&id, now);
+                    d.entries.insert(id, entry);
                 }
                 Err(e) => {
                     log::error!(file = file.as_str(), error = e.to_string().as_str();
@@ -147,7 +177,7 @@ impl Dispatcher {
             }
         }
         if !d.schedule.is_empty() {
-            log::info!(pending = d.schedule.len(), channels = d.channels().join(",").as_str();
+            log::info!(pending = d.schedule.len(), channels = d.channels().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",").as_str();
                 "alerts left in the outbox by an earlier run: delivering them now");
         }
         d.compact(SystemTime::now(), now);
@@ -179,11 +209,12 @@ impl Dispatcher {
                 continue;
             };
             let id = if !self.has_channels() {
+                // Not next_unsaved(): `items` borrows the entries.
                 self.unsaved += 1;
-                format!("unsaved-{}", self.unsaved)
+                Id::Unsaved(self.unsaved)
             } else {
                 match self.outbox.create(&summary) {
-                    Ok(id) => id,
+                    Ok(stem) => Id::File(stem),
                     Err(e) => {
                         log::error!(event = fold.event.as_str(), count = fold.ids.len(), error = e.to_string().as_str();
                             "cannot write a summary of waiting alerts to the outbox; they stay as they are");
@@ -194,14 +225,14 @@ impl Dispatcher {
             let first = items.first().map(|e| e.time.clone()).unwrap_or_default();
             let last = items.last().map(|e| e.time.clone()).unwrap_or_default();
             log::warn!(event = fold.event.as_str(), folded = summary.folded.len(), entries = fold.ids.len(),
-                oldest = first.as_str(), newest = last.as_str(), summary = id.as_str();
+                oldest = first.as_str(), newest = last.as_str(), summary = id.to_string().as_str();
                 "waiting alerts of one kind folded into one summary (each is listed in it; none dropped)");
             for old in &fold.ids {
                 self.schedule.remove(old);
                 self.entries.remove(old);
-                if !old.starts_with("unsaved-") {
-                    if let Err(e) = self.outbox.remove(old) {
-                        log::warn!(id = old.as_str(), error = e.to_string().as_str();
+                if let Some(stem) = old.file() {
+                    if let Err(e) = self.outbox.remove(stem) {
+                        log::warn!(id = stem, error = e.to_string().as_str();
                             "cannot remove a folded alert from the outbox; it may be sent again after a restart");
                     }
                 }
@@ -229,17 +260,17 @@ impl Dispatcher {
         self.email.is_some() || self.webhook.is_some()
     }
 
-    /// The configured channels' names; [`LOCAL`] alone when there are none.
-    pub fn channels(&self) -> Vec<&'static str> {
+    /// The configured channels; [`Channel::Local`] alone when there are none.
+    pub fn channels(&self) -> Vec<Channel> {
         if !self.has_channels() {
-            return vec![LOCAL];
+            return vec![Channel::Local];
         }
         let mut c = Vec::new();
         if self.email.is_some() {
-            c.push(EMAIL);
+            c.push(Channel::Email);
         }
         if self.webhook.is_some() {
-            c.push(WEBHOOK);
+            c.push(Channel::Webhook);
         }
         c
     }
@@ -260,7 +291,7 @@ impl Dispatcher {
 
     /// Takes a new alert made at `time` and tries it at once: with email or
     /// webhook configured it goes into the outbox (durably) first; without,
-    /// the [`LOCAL`] `.eml` is the durable copy and is retried in memory
+    /// the [`Channel::Local`] `.eml` is the durable copy and is retried in memory
     /// until it can be written.
     pub fn submit(&mut self, msg: &Message, time: SystemTime, now: Instant) {
         let entry = Entry::new(
@@ -272,22 +303,20 @@ impl Dispatcher {
             &message_id(time, &self.host),
         );
         let id = if !self.has_channels() {
-            self.unsaved += 1;
-            format!("unsaved-{}", self.unsaved)
+            self.next_unsaved()
         } else {
             match self.outbox.create(&entry) {
-                Ok(id) => id,
+                Ok(stem) => Id::File(stem),
                 Err(e) => {
                     // Still try: an alert that cannot be kept may yet be delivered.
                     log::error!(subject = entry.subject.as_str(), error = e.to_string().as_str(),
                     dir = self.outbox.path().display().to_string().as_str();
                     "cannot write the alert to the outbox; trying to deliver it anyway");
-                    self.unsaved += 1;
-                    format!("unsaved-{}", self.unsaved)
+                    self.next_unsaved()
                 }
             }
         };
-        log::debug!(subject = entry.subject.as_str(), id = id.as_str(); "alert queued");
+        log::debug!(subject = entry.subject.as_str(), id = id.to_string().as_str(); "alert queued");
         self.entries.insert(id.clone(), entry);
         self.schedule.add(&id, now);
         self.compact(time, now);
@@ -310,9 +339,9 @@ impl Dispatcher {
     }
 
     /// One attempt on one channel; `Err` is the short reason.
-    fn attempt(&self, channel: &str, entry: &Entry) -> Result<(), String> {
+    fn attempt(&self, channel: Channel, entry: &Entry) -> Result<(), String> {
         match channel {
-            EMAIL => {
+            Channel::Email => {
                 let Some(mailer) = &self.email else {
                     return Err("email is not configured".into());
                 };
@@ -327,7 +356,7 @@ impl Dispatcher {
                     )
                     .map_err(|e| e.to_string())
             }
-            WEBHOOK => {
+            Channel::Webhook => {
                 let Some(hook) = &self.webhook else {
                     return Err("the webhook is not configured".into());
                 };
@@ -341,113 +370,41 @@ impl Dispatcher {
                 hook.post(&json, self.timeout, self.cancel.as_deref())
                     .map_err(|e| e.to_string())
             }
-            LOCAL => self.write_local(entry),
-            other => Err(format!("unknown channel {other}")),
+            Channel::Local => self.write_local(entry),
         }
     }
 
     /// Where a channel delivers, safe to show.
-    fn target(&self, channel: &str) -> String {
+    fn target(&self, channel: Channel) -> String {
         match channel {
-            EMAIL => self
+            Channel::Email => self
                 .email
                 .as_ref()
                 .map(|m| format!("{} via {}", self.to.join(","), m.describe()))
                 .unwrap_or_default(),
-            WEBHOOK => self
+            Channel::Webhook => self
                 .webhook
                 .as_ref()
                 .map(Webhook::describe)
                 .unwrap_or_default(),
-            LOCAL => self.log_dir.join("alerts").display().to_string(),
-            _ => String::new(),
+            Channel::Local => self.log_dir.join("alerts").display().to_string(),
         }
     }
 
-    /// One round for each of `ids` (in the order given) within the turn's budget.
-    fn deliver(&mut self, ids: Vec<String>) {
+    /// One round for each of `ids` (in the order given) within the turn's
+    /// budget: choose the channels, attempt them, record the outcome.
+    fn deliver(&mut self, ids: Vec<Id>) {
         let mut down = std::mem::take(&mut self.down);
         for id in ids {
             let Some(mut entry) = self.entries.get(&id).cloned() else {
                 self.schedule.remove(&id);
                 continue;
             };
-            let pending: Vec<&'static str> = self
-                .channels()
-                .into_iter()
-                .filter(|c| !entry.has_delivered(c))
-                .collect();
-            let to_try: Vec<&'static str> = pending
-                .iter()
-                .copied()
-                .filter(|c| !down.contains_key(c))
-                .collect();
-            if to_try.is_empty() && !pending.is_empty() {
-                let until = pending.iter().filter_map(|c| down.get(c)).min().copied();
-                if let Some(until) = until {
-                    self.schedule.defer(&id, until);
-                }
+            let Some(channels) = self.choose(&id, &entry, &down) else {
                 continue;
-            }
-            let mut failed = Vec::new();
-            let mut stop = false;
-            for channel in to_try {
-                if self.is_cancelled() {
-                    log::info!(subject = entry.subject.as_str(), channel = channel;
-                        "the monitor is stopping: the alert stays in the outbox for the next start");
-                    stop = true;
-                    break;
-                }
-                let now = Instant::now();
-                if !room_for_attempt(self.turn_start, now, self.timeout) {
-                    // No room for another whole attempt: what is left waits
-                    // for the next loop turn (still due), after the checks.
-                    stop = true;
-                    break;
-                }
-                self.turn_start.get_or_insert(now);
-                let attempt = entry.count_attempt(channel);
-                let t = Instant::now();
-                let result = self.attempt(channel, &entry);
-                let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-                let outcome = if result.is_ok() { "sent" } else { "failed" };
-                *self.outcomes.entry((channel, outcome)).or_default() += 1;
-                match result {
-                    Ok(()) if channel == LOCAL => entry.mark_delivered(channel),
-                    Ok(()) => {
-                        log::info!(channel = channel, subject = entry.subject.as_str(),
-                            attempt = attempt, ms = ms, to = self.target(channel).as_str();
-                            "alert delivered");
-                        entry.mark_delivered(channel);
-                    }
-                    Err(reason) => failed.push((channel, attempt, reason, ms)),
-                }
-            }
-            let done = self.channels().iter().all(|c| entry.has_delivered(c));
-            if done {
-                self.finish(&id);
-                if stop {
-                    break;
-                }
-                continue;
-            }
-            if !failed.is_empty() {
-                let delay = self
-                    .schedule
-                    .record_failure(&id, Instant::now())
-                    .unwrap_or_default();
-                let until = self.schedule.due_at(&id).unwrap_or_else(Instant::now);
-                let next_retry = utc_iso8601_millis(SystemTime::now() + delay);
-                for (channel, attempt, reason, ms) in failed {
-                    log::warn!(channel = channel, subject = entry.subject.as_str(),
-                        attempt = attempt, error = reason.as_str(), ms = ms,
-                        retry_in_s = delay.as_secs(), next_retry = next_retry.as_str(),
-                        to = self.target(channel).as_str();
-                        "alert delivery failed");
-                    down.insert(channel, until);
-                }
-            }
-            self.save(&id, &entry);
+            };
+            let (sent, failed, stop) = self.attempt_all(&mut entry, &channels);
+            self.record(&id, &entry, (&sent, failed), &mut down);
             if stop {
                 break;
             }
@@ -455,23 +412,149 @@ impl Dispatcher {
         self.down = down;
     }
 
-    /// Records an entry's progress, in memory and in its file.
-    fn save(&mut self, id: &str, entry: &Entry) {
-        if !id.starts_with("unsaved-") {
-            if let Err(e) = self.outbox.write(id, entry) {
-                log::warn!(id = id, error = e.to_string().as_str(); "cannot update the alert in the outbox");
+    /// The channels that still need `entry` and did not fail this turn;
+    /// `None` when every one it needs did: it is deferred to the soonest of
+    /// their retry times, without counting a failure.
+    fn choose(
+        &mut self,
+        id: &Id,
+        entry: &Entry,
+        down: &HashMap<Channel, Instant>,
+    ) -> Option<Vec<Channel>> {
+        let pending: Vec<Channel> = self
+            .channels()
+            .into_iter()
+            .filter(|c| !entry.has_delivered(c.as_str()))
+            .collect();
+        let to_try: Vec<Channel> = pending
+            .iter()
+            .copied()
+            .filter(|c| !down.contains_key(c))
+            .collect();
+        if to_try.is_empty() && !pending.is_empty() {
+            if let Some(until) = pending.iter().filter_map(|c| down.get(c)).min() {
+                self.schedule.defer(id, *until);
+            }
+            return None;
+        }
+        Some(to_try)
+    }
+
+    /// Tries `channels` in turn while the turn's budget has room for a whole
+    /// attempt and the monitor is not stopping; marks what each took.
+    /// Returns the channels that took it, the failures, and whether the
+    /// round must stop here.
+    fn attempt_all(
+        &mut self,
+        entry: &mut Entry,
+        channels: &[Channel],
+    ) -> (Vec<Channel>, Vec<Failure>, bool) {
+        let (mut sent, mut failed) = (Vec::new(), Vec::new());
+        for &channel in channels {
+            if self.is_cancelled() {
+                log::info!(subject = entry.subject.as_str(), channel = channel.as_str();
+                    "the monitor is stopping: the alert stays in the outbox for the next start");
+                return (sent, failed, true);
+            }
+            let now = Instant::now();
+            if !room_for_attempt(self.turn_start, now, self.timeout) {
+                // No room for another whole attempt: what is left waits
+                // for the next loop turn (still due), after the checks.
+                return (sent, failed, true);
+            }
+            self.turn_start.get_or_insert(now);
+            let attempt = entry.count_attempt(channel.as_str());
+            let t = Instant::now();
+            let result = self.attempt(channel, entry);
+            let ms = crate::health::round_ms(t.elapsed());
+            match result {
+                Ok(()) => {
+                    if channel != Channel::Local {
+                        log::info!(channel = channel.as_str(), subject = entry.subject.as_str(),
+                            attempt = attempt, ms = ms, to = self.target(channel).as_str();
+                            "alert delivered");
+                    }
+                    entry.mark_delivered(channel.as_str());
+                    sent.push(channel);
+                }
+                Err(reason) => failed.push(Failure {
+                    channel,
+                    attempt,
+                    reason,
+                    ms,
+                }),
             }
         }
-        self.entries.insert(id.to_string(), entry.clone());
+        (sent, failed, false)
+    }
+
+    /// After a round: the attempts are tallied (issue 13); an entry every
+    /// channel has leaves the outbox; else the failures set its retry, are
+    /// logged, and mark their channels down for the rest of the turn, and
+    /// its progress is saved.
+    fn record(
+        &mut self,
+        id: &Id,
+        entry: &Entry,
+        (sent, failed): (&[Channel], Vec<Failure>),
+        down: &mut HashMap<Channel, Instant>,
+    ) {
+        let tried = sent.iter().map(|&c| (c, "sent"));
+        for key in tried.chain(failed.iter().map(|f| (f.channel, "failed"))) {
+            *self.outcomes.entry(key).or_default() += 1;
+        }
+        if self
+            .channels()
+            .iter()
+            .all(|c| entry.has_delivered(c.as_str()))
+        {
+            self.finish(id);
+            return;
+        }
+        if !failed.is_empty() {
+            let delay = self
+                .schedule
+                .record_failure(id, Instant::now())
+                .unwrap_or_default();
+            let until = self.schedule.due_at(id).unwrap_or_else(Instant::now);
+            let next_retry = utc_iso8601_millis(SystemTime::now() + delay);
+            for f in failed {
+                log::warn!(channel = f.channel.as_str(), subject = entry.subject.as_str(),
+                    attempt = f.attempt, error = f.reason.as_str(), ms = f.ms,
+                    retry_in_s = delay.as_secs(), next_retry = next_retry.as_str(),
+                    to = self.target(f.channel).as_str();
+                    "alert delivery failed");
+                down.insert(f.channel, until);
+            }
+        }
+        self.save(id, entry);
+    }
+
+    /// A new id for an entry kept in memory only.
+    fn next_unsaved(&mut self) -> Id {
+        self.unsaved += 1;
+        Id::Unsaved(self.unsaved)
+    }
+
+    /// Records an entry's progress, in memory and in its file.
+    fn save(&mut self, id: &Id, entry: &Entry) {
+        if let Some(stem) = id.file() {
+            if let Err(e) = self.outbox.write(stem, entry) {
+                log::warn!(id = stem, error = e.to_string().as_str(); "cannot update the alert in the outbox");
+            }
+        }
+        self.entries.insert(id.clone(), entry.clone());
     }
 
     /// Every channel has the entry: it leaves the outbox.
-    fn finish(&mut self, id: &str) {
+    fn finish(&mut self, id: &Id) {
         self.schedule.remove(id);
         self.entries.remove(id);
-        if let Err(e) = self.outbox.remove(id) {
-            log::error!(id = id, error = e.to_string().as_str();
-                "cannot remove a delivered alert from the outbox; a restart would send it again");
+        if let Some(stem) = id.file() {
+            if let Err(e) = self.outbox.remove(stem) {
+                log::error!(id = stem, error = e.to_string().as_str();
+                    "cannot remove a delivered alert from the outbox; a restart would send it again");
+            }
         }
     }
 
@@ -500,10 +583,10 @@ impl Dispatcher {
 }
 
 /// `server-monitor test-alert`: "Test Alert" through each configured channel
-/// directly (no outbox), one line per channel on stdout; 0 when every one
-/// took it, else 1 with the reasons on stderr. Without channels the `.eml`
-/// file is written and its path printed.
-pub fn test_alert(cfg: &Config) -> u8 {
+/// directly (no outbox), one line per channel on stdout; `Ok` when every one
+/// took it, else `Err` with the reasons (`main` prints them). Without
+/// channels the `.eml` file is written and its path printed.
+pub fn test_alert(cfg: &Config) -> Result<(), String> {
     let d = Dispatcher::new(cfg);
     let time = SystemTime::now();
     let ctx = Context {
@@ -528,15 +611,12 @@ pub fn test_alert(cfg: &Config) -> u8 {
                     "no alert channel is configured (SMTP_SERVER and ALERT_EMAIL, or ALERT_WEBHOOK_URL): the test alert was written to {}",
                     path.display()
                 );
-                0
+                Ok(())
             }
-            Err(e) => {
-                eprintln!(
-                    "server-monitor: cannot write the test alert under {}: {e}",
-                    cfg.log.log_dir.join("alerts").display()
-                );
-                1
-            }
+            Err(e) => Err(format!(
+                "cannot write the test alert under {}: {e}",
+                cfg.log.log_dir.join("alerts").display()
+            )),
         };
     }
     let entry = Entry::new(
@@ -560,13 +640,12 @@ pub fn test_alert(cfg: &Config) -> u8 {
         }
     }
     if failures.is_empty() {
-        0
+        Ok(())
     } else {
-        eprintln!(
-            "server-monitor: the test alert was not delivered: {}",
+        Err(format!(
+            "the test alert was not delivered: {}",
             failures.join("; ")
-        );
-        1
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Alerts: pure rendering of subjects and bodies ([`render`]), the MIME
 //! message ([`to_mime`]), and the local channel — an `.eml` file under
-//! `LOG_DIR/alerts/` — used when no other channel is configured.
+//! `LOG_DIR/alerts/` — used when no other channel is configured, with its
+//! retention ([`sweep_old_alert_files`]).
 //!
 //! Delivery lives in the submodules: [`smtp`] (email through mail-send),
 //! [`webhook`] (a JSON POST), [`outbox`] (the durable queue and its pure retry
@@ -86,8 +87,19 @@ fn footer(ctx: &Context<'_>, with_tail: bool) -> String {
     s
 }
 
+/// Whether `alert` quotes the last lines of server_error.log: the one
+/// answer, for the monitor (which reads them) and [`render`] (which shows
+/// them).
+pub fn quotes_error_tail(alert: &Alert) -> bool {
+    match alert {
+        Alert::Down { .. } | Alert::PlannedRestartFailed { .. } => true,
+        Alert::Restarted { .. } | Alert::Recovered { .. } => false,
+    }
+}
+
 /// The subject and body of a policy alert.
 pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
+    let tail = quotes_error_tail(alert);
     match alert {
         Alert::Restarted { down_checks, cause } => Message {
             event: "restarted",
@@ -95,7 +107,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             body: format!(
                 "Server was down for {down_checks} checks.\nAutomatic restart successful.\nServer is now healthy.\nCause: {}\n{}",
                 one_line(cause),
-                footer(ctx, false)
+                footer(ctx, tail)
             ),
         },
         Alert::Down {
@@ -111,7 +123,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
                 "Server has failed {failures} health checks.\nRestart attempts: {attempts}/{max_attempts}\nLast error: {}\n\nManual intervention required.\nCause: {}\n{}",
                 one_line(last_error),
                 one_line(cause),
-                footer(ctx, true)
+                footer(ctx, tail)
             ),
         },
         Alert::Recovered { failures } => Message {
@@ -119,7 +131,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
             subject: subject(ctx, "Server Recovered"),
             body: format!(
                 "Server is healthy again after {failures} failed health checks.\nThe monitor had given up restarting it.\nIt watches and restarts it as usual again.\n{}",
-                footer(ctx, false)
+                footer(ctx, tail)
             ),
         },
         Alert::PlannedRestartFailed { by, reason } => Message {
@@ -129,7 +141,7 @@ pub fn render(alert: &Alert, ctx: &Context<'_>) -> Message {
                 "A planned restart did not bring the server up healthy.\nRequested by: {}\nLast error: {}\nThe monitor now restarts it by its usual rules.\n{}",
                 one_line(by),
                 one_line(reason),
-                footer(ctx, true)
+                footer(ctx, tail)
             ),
         },
     }
@@ -235,6 +247,14 @@ pub fn write_eml(
     }
     crate::files::write_atomic(&path, mime, true)?;
     Ok(path)
+}
+
+/// Retention of the local channel: removes the `.eml` files in
+/// `LOG_DIR/alerts` older than `max_age` (nothing else there); returns how many.
+pub fn sweep_old_alert_files(log_dir: &Path, max_age: std::time::Duration) -> usize {
+    crate::logging::retention::remove_files_older_than(&log_dir.join("alerts"), max_age, |n| {
+        n.ends_with(".eml")
+    })
 }
 
 /// The last `n` lines of a text file (whole lines; at most the last 64 KiB read).
@@ -366,6 +386,22 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(dir.join("alerts")));
         assert_eq!(fs::read(&b).unwrap(), b"two");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sweep_removes_only_old_alert_files() {
+        let dir = std::env::temp_dir().join(format!("sm-alert-sweep-{}", std::process::id()));
+        fs::create_dir_all(dir.join("alerts")).unwrap();
+        for f in ["server.log.1", "alerts/a.eml", "alerts/b.txt"] {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        assert_eq!(sweep_old_alert_files(&dir, Duration::from_secs(3600)), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(sweep_old_alert_files(&dir, Duration::from_millis(1)), 1);
+        assert!(!dir.join("alerts/a.eml").exists());
+        assert!(dir.join("alerts/b.txt").exists());
+        assert!(dir.join("server.log.1").exists(), "logs are the logger's");
         fs::remove_dir_all(&dir).unwrap();
     }
 

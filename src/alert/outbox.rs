@@ -55,18 +55,62 @@ struct Slot {
     failures: u32,
 }
 
-/// When each pending entry is due. Pure; ids are file stems, which sort by
-/// creation time, so [`Schedule::due`] hands out the oldest first.
+/// The id of a pending entry: the stem of its file in the outbox, or, for
+/// an entry kept in memory only (no channel configured, or its file could
+/// not be written), a number of this run's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Id {
+    File(String),
+    Unsaved(u32),
+}
+
+impl Id {
+    /// The outbox file's stem; `None` for an entry that has no file.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            Id::File(stem) => Some(stem),
+            Id::Unsaved(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::File(stem) => f.write_str(stem),
+            Id::Unsaved(n) => write!(f, "unsaved-{n}"),
+        }
+    }
+}
+
+impl PartialEq<str> for Id {
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Id::File(stem) => stem == other,
+            Id::Unsaved(n) => other.strip_prefix("unsaved-") == Some(n.to_string().as_str()),
+        }
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+/// When each pending entry is due. Pure; file ids sort by creation time
+/// (their stems begin with it), in-memory ones after them in the order made,
+/// so [`Schedule::due`] hands out the oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schedule {
-    slots: BTreeMap<String, Slot>,
+    slots: BTreeMap<Id, Slot>,
 }
 
 impl Schedule {
     /// Adds an entry, due at `now` (a new alert, or one found at start).
-    pub fn add(&mut self, id: &str, now: Instant) {
+    pub fn add(&mut self, id: &Id, now: Instant) {
         self.slots.insert(
-            id.to_string(),
+            id.clone(),
             Slot {
                 due: now,
                 failures: 0,
@@ -75,7 +119,7 @@ impl Schedule {
     }
 
     /// The entries due at `now`, oldest first.
-    pub fn due(&self, now: Instant) -> Vec<String> {
+    pub fn due(&self, now: Instant) -> Vec<Id> {
         self.slots
             .iter()
             .filter(|(_, s)| s.due <= now)
@@ -85,7 +129,7 @@ impl Schedule {
 
     /// A round failed: the entry is due again after [`retry_delay`] of its
     /// failures in a row. Returns that delay (`None` for an unknown id).
-    pub fn record_failure(&mut self, id: &str, now: Instant) -> Option<Duration> {
+    pub fn record_failure(&mut self, id: &Id, now: Instant) -> Option<Duration> {
         let slot = self.slots.get_mut(id)?;
         slot.failures = slot.failures.saturating_add(1);
         let delay = retry_delay(slot.failures);
@@ -95,14 +139,14 @@ impl Schedule {
 
     /// Moves an entry's due time without counting a failure: it was not
     /// tried, because a channel it needs failed moments ago for another entry.
-    pub fn defer(&mut self, id: &str, until: Instant) {
+    pub fn defer(&mut self, id: &Id, until: Instant) {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.due = until;
         }
     }
 
     /// The entry is done (delivered everywhere) or gone.
-    pub fn remove(&mut self, id: &str) {
+    pub fn remove(&mut self, id: &Id) {
         self.slots.remove(id);
     }
 
@@ -112,7 +156,7 @@ impl Schedule {
     }
 
     /// The entry's due time, if it is pending.
-    pub fn due_at(&self, id: &str) -> Option<Instant> {
+    pub fn due_at(&self, id: &Id) -> Option<Instant> {
         self.slots.get(id).map(|s| s.due)
     }
 
@@ -173,10 +217,10 @@ fn urgent(event: &str) -> bool {
 /// Pure: the order in which the waiting entries `ids` are tried: "Server
 /// Down" and "Server Recovered" newest first, then the rest oldest first
 /// (ids unknown to `entries` last).
-pub fn delivery_order(ids: &[String], entries: &BTreeMap<String, Entry>) -> Vec<String> {
-    let key = |id: &String| entries.get(id).map(|e| (e.time_unix_ms, id.clone()));
-    let mut first: Vec<(u64, String)> = Vec::new();
-    let mut rest: Vec<(u64, String)> = Vec::new();
+pub fn delivery_order(ids: &[Id], entries: &BTreeMap<Id, Entry>) -> Vec<Id> {
+    let key = |id: &Id| entries.get(id).map(|e| (e.time_unix_ms, id.clone()));
+    let mut first: Vec<(u64, Id)> = Vec::new();
+    let mut rest: Vec<(u64, Id)> = Vec::new();
     let mut unknown = Vec::new();
     for id in ids {
         match (key(id), entries.get(id)) {
@@ -200,7 +244,7 @@ pub fn delivery_order(ids: &[String], entries: &BTreeMap<String, Entry>) -> Vec<
 pub struct Fold {
     pub event: String,
     /// Oldest first.
-    pub ids: Vec<String>,
+    pub ids: Vec<Id>,
 }
 
 /// Pure: which waiting entries to fold at `now_unix_ms`. Only entries no
@@ -213,13 +257,13 @@ pub struct Fold {
 ///
 /// Folding never drops anything: each folded entry is listed in its summary.
 pub fn plan_folds(
-    entries: &BTreeMap<String, Entry>,
+    entries: &BTreeMap<Id, Entry>,
     now_unix_ms: u64,
     stale_after: Duration,
     max: usize,
 ) -> Vec<Fold> {
     // Per kind, the foldable entries oldest first, less the newest.
-    let mut kinds: BTreeMap<&str, Vec<(u64, &String)>> = BTreeMap::new();
+    let mut kinds: BTreeMap<&str, Vec<(u64, &Id)>> = BTreeMap::new();
     for (id, e) in entries {
         if e.delivered.is_empty() {
             kinds
@@ -233,7 +277,7 @@ pub fn plan_folds(
         list.pop();
     }
     let stale_ms = u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX);
-    let mut folds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut folds: BTreeMap<&str, Vec<Id>> = BTreeMap::new();
     let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
     for (kind, list) in &kinds {
         let stale = list
@@ -477,6 +521,13 @@ impl OutboxDir {
 mod tests {
     use super::*;
 
+    /// Test ids are file stems.
+    impl From<&str> for Id {
+        fn from(stem: &str) -> Id {
+            Id::File(stem.to_string())
+        }
+    }
+
     const HOUR_MS: u64 = 3_600_000;
 
     fn entry(event: &str, at_ms: u64, cause: &str) -> Entry {
@@ -495,10 +546,13 @@ mod tests {
         )
     }
 
-    fn outbox(list: &[(&str, u64)]) -> BTreeMap<String, Entry> {
+    fn outbox(list: &[(&str, u64)]) -> BTreeMap<Id, Entry> {
         list.iter()
             .enumerate()
-            .map(|(i, (ev, t))| (format!("{i:05}-{ev}"), entry(ev, *t, &format!("c{i}"))))
+            .map(|(i, (ev, t))| {
+                let id = Id::File(format!("{i:05}-{ev}"));
+                (id, entry(ev, *t, &format!("c{i}")))
+            })
             .collect()
     }
 
@@ -511,7 +565,7 @@ mod tests {
             ("recovered", 4),
             ("down", 5),
         ]);
-        let ids: Vec<String> = e.keys().cloned().collect();
+        let ids: Vec<Id> = e.keys().cloned().collect();
         let order = delivery_order(&ids, &e);
         assert_eq!(
             order,
@@ -524,7 +578,7 @@ mod tests {
             ]
         );
         let mut with_unknown = ids.clone();
-        with_unknown.insert(0, "gone".into());
+        with_unknown.insert(0, Id::File("gone".into()));
         assert_eq!(delivery_order(&with_unknown, &e).last().unwrap(), "gone");
     }
 
@@ -591,7 +645,7 @@ mod tests {
     fn entries_a_channel_took_are_not_folded() {
         let now = 100 * HOUR_MS;
         let mut e = outbox(&[("restarted", 1), ("restarted", 2), ("restarted", 3)]);
-        e.get_mut("00000-restarted")
+        e.get_mut(&Id::from("00000-restarted"))
             .unwrap()
             .mark_delivered("email");
         let folds = plan_folds(&e, now, STALE_AFTER, MAX_ENTRIES);
@@ -669,7 +723,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::default();
         assert_eq!(s.next_due(), None);
-        s.add("a", t0);
+        s.add(&Id::from("a"), t0);
         assert_eq!(s.due(t0), vec!["a"]);
         assert_eq!(s.next_due(), Some(t0));
     }
@@ -678,29 +732,29 @@ mod tests {
     fn failures_push_an_entry_back_with_the_growing_delay() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.add("a", t0);
-        assert_eq!(s.record_failure("a", t0), Some(secs(5)));
+        s.add(&Id::from("a"), t0);
+        assert_eq!(s.record_failure(&Id::from("a"), t0), Some(secs(5)));
         assert!(s.due(t0 + secs(4)).is_empty());
         assert_eq!(s.due(t0 + secs(5)), vec!["a"]);
         let t1 = t0 + secs(5);
-        assert_eq!(s.record_failure("a", t1), Some(secs(10)));
+        assert_eq!(s.record_failure(&Id::from("a"), t1), Some(secs(10)));
         assert_eq!(s.next_due(), Some(t1 + secs(10)));
         let mut t = t1;
         for _ in 0..10 {
             t += secs(1000);
-            s.record_failure("a", t);
+            s.record_failure(&Id::from("a"), t);
         }
         assert_eq!(s.next_due(), Some(t + secs(300)), "capped at 5 minutes");
-        assert_eq!(s.record_failure("missing", t), None);
+        assert_eq!(s.record_failure(&Id::from("missing"), t), None);
     }
 
     #[test]
     fn due_lists_the_oldest_first_and_next_due_is_the_earliest() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.add("2024-01-02-down", t0);
-        s.add("2024-01-01-restarted", t0);
-        s.add("2024-01-03-recovered", t0);
+        s.add(&Id::from("2024-01-02-down"), t0);
+        s.add(&Id::from("2024-01-01-restarted"), t0);
+        s.add(&Id::from("2024-01-03-recovered"), t0);
         assert_eq!(
             s.due(t0),
             vec![
@@ -709,9 +763,9 @@ mod tests {
                 "2024-01-03-recovered"
             ]
         );
-        s.record_failure("2024-01-01-restarted", t0);
-        s.defer("2024-01-02-down", t0 + secs(5));
-        s.remove("2024-01-03-recovered");
+        s.record_failure(&Id::from("2024-01-01-restarted"), t0);
+        s.defer(&Id::from("2024-01-02-down"), t0 + secs(5));
+        s.remove(&Id::from("2024-01-03-recovered"));
         assert!(s.due(t0 + secs(1)).is_empty());
         assert_eq!(s.next_due(), Some(t0 + secs(5)));
         assert_eq!(s.len(), 2);
@@ -721,11 +775,11 @@ mod tests {
     fn defer_does_not_count_a_failure() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.add("a", t0);
-        s.defer("a", t0 + secs(40));
-        assert_eq!(s.due_at("a"), Some(t0 + secs(40)));
+        s.add(&Id::from("a"), t0);
+        s.defer(&Id::from("a"), t0 + secs(40));
+        assert_eq!(s.due_at(&Id::from("a")), Some(t0 + secs(40)));
         assert_eq!(
-            s.record_failure("a", t0 + secs(40)),
+            s.record_failure(&Id::from("a"), t0 + secs(40)),
             Some(secs(5)),
             "the first failure still waits 5 s"
         );

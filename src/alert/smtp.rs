@@ -44,7 +44,7 @@ use rustls::CertificateError;
 use crate::alert::one_line;
 use crate::config::{AlertSettings, SmtpSecurity};
 
-pub use crate::tls::{pem_certificates, system_bundle, SYSTEM_BUNDLES};
+pub use crate::tls::system_bundle;
 
 /// Why a delivery failed. `Display` is the short reason for the log and
 /// `test-alert`: what happened and, where there is one, what to check.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::mask_webhook_url;
-use crate::http::{self, Url};
+use crate::http::{self, IoClass, Url};
 
 /// The JSON fields of one alert.
 #[derive(Debug, Serialize)]
@@ -168,12 +168,12 @@ fn post_now(url: &str, json: &str, timeout: Duration) -> Result<(), WebhookError
     let url = Url::parse(url).map_err(WebhookError::Other)?;
     let tls = match url.https {
         false => None,
-        true => {
-            let system = crate::tls::default_system_bundle();
-            let roots =
-                crate::tls::roots(system.as_deref(), None).map_err(|e| WebhookError::Other(e.1))?;
-            Some(crate::tls::client_config(roots).map_err(WebhookError::Other)?)
-        }
+        true => Some(
+            crate::tls::default_client_config(None).map_err(|e| match e {
+                crate::tls::SetupError::CaFile(e) => WebhookError::Other(e.1),
+                crate::tls::SetupError::Rustls(e) => WebhookError::Other(e),
+            })?,
+        ),
     };
     let request = http::Request {
         method: "POST",
@@ -203,14 +203,13 @@ fn from_http(err: http::Error, timeout: Duration) -> WebhookError {
 }
 
 fn from_io(err: &io::Error, timeout: Duration) -> WebhookError {
-    use io::ErrorKind::*;
-    match err.kind() {
-        ConnectionRefused => WebhookError::Refused,
-        TimedOut | WouldBlock => WebhookError::TimedOut(timeout),
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+    match http::io_class(err) {
+        IoClass::Refused => WebhookError::Refused,
+        IoClass::TimedOut => WebhookError::TimedOut(timeout),
+        IoClass::Reset | IoClass::ClosedEarly => {
             WebhookError::Other("the connection was closed before an answer".into())
         }
-        _ => WebhookError::Other(crate::alert::one_line(&err.to_string())),
+        IoClass::Other => WebhookError::Other(crate::alert::one_line(&err.to_string())),
     }
 }
 

@@ -24,7 +24,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use server_monitor::logging;
 
@@ -571,7 +571,11 @@ impl Server {
         let uptime = self.started.elapsed().as_secs_f64();
         Response::json(
             200,
-            health_body(health, uptime, &iso8601(SystemTime::now())),
+            health_body(
+                health,
+                uptime,
+                &logging::utc_iso8601_millis(SystemTime::now()),
+            ),
         )
     }
 
@@ -776,35 +780,6 @@ fn fork_grandchild(pid_file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// UTC ISO 8601 with milliseconds: `2024-05-01T12:00:00.123Z`.
-fn iso8601(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,8 +914,8 @@ mod tests {
             (4_102_444_800_000, "2100-01-01T00:00:00.000Z"),
         ];
         for (millis, want) in cases {
-            let time = UNIX_EPOCH + Duration::from_millis(millis);
-            assert_eq!(iso8601(time), want);
+            let time = std::time::UNIX_EPOCH + Duration::from_millis(millis);
+            assert_eq!(logging::utc_iso8601_millis(time), want);
         }
     }
 

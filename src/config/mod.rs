@@ -5,10 +5,15 @@
 //!   defaults and help text); `cli` validates flag names against it and
 //!   `cli::help` prints it.
 //! - [`resolve`] is pure: every input (flags, environment, env-file text,
-//!   hostname, working directory) is a parameter. It records where each value
-//!   came from, checks every rule in SPEC.md "Settings", and reports every bad
-//!   value at once in a [`ConfigError`].
-//! - [`load`] is the thin shell that gathers those inputs from the process.
+//!   hostname, working directory) is a parameter. One resolver per settings
+//!   section (`Resolver::health`, `server`, `policy`, `log`, `alert`,
+//!   `heartbeat`, `status`) looks each setting up through the layers; together
+//!   they record where each value came from, check every rule in SPEC.md
+//!   "Settings", and report every bad value at once in a [`ConfigError`].
+//! - [`load`] is the thin shell that gathers those inputs from the process,
+//!   given what the command line said as plain data (flags, `--env-file`, the
+//!   words after `--`). This module does not know the command-line parser:
+//!   `cli` depends on `config`, never the other way.
 //! - [`Config::render`] prints the effective settings for `server-monitor config`,
 //!   secrets masked.
 //!
@@ -35,8 +40,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use crate::cli::Cli;
 
 /// One row of the settings table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,9 +223,6 @@ pub struct ServerSettings {
     pub server_workdir: Option<PathBuf>,
     pub stop_command: Option<Vec<String>>,
     pub stop_timeout: Duration,
-    /// Also in [`PolicySettings`]: the server module polls for it, the policy
-    /// bounds its Verifying phase by it.
-    pub startup_timeout: Duration,
     pub keep_server_on_exit: bool,
 }
 
@@ -233,6 +233,8 @@ pub struct PolicySettings {
     pub failure_threshold: u32,
     pub max_restart_attempts: u32,
     pub restart_cooldown: Duration,
+    /// How long a started server has to pass its first check (the policy's
+    /// Verifying phase; also what `server-monitor restart` waits for).
     pub startup_timeout: Duration,
     /// `None` for `0`: after giving up, wait for a person.
     pub retry_after_give_up: Option<Duration>,
@@ -444,20 +446,7 @@ pub fn resolve(
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let file = env_file.map(|(path, text)| {
-        let parsed = parse_env_file(text, |name| env.get(name).cloned());
-        for p in parsed.problems {
-            let place = format!("env file {}: line {}", path.display(), p.line);
-            match p.key.as_deref().filter(|k| setting_info(k).is_some()) {
-                // The line of a real setting: its value is unknown.
-                Some(_) => problems.push(format!("{place}: {}", p.message)),
-                None => warnings.push(format!("{place}: {}; line ignored", p.message)),
-            }
-        }
-        let pairs = parsed
-            .entries
-            .into_iter()
-            .map(|e| (e.key, e.value.unwrap_or_default()))
-            .collect();
+        let pairs = env_file_pairs(path, text, env, &mut problems, &mut warnings);
         (path, pairs)
     });
     for (name, _) in flags {
@@ -477,171 +466,23 @@ pub fn resolve(
         name => name.to_string(),
     };
 
-    // NOTE: a fallback after `.unwrap_or` is only there to build the struct;
-    // any problem makes this function return Err, so it is never seen.
-    let health = HealthSettings {
-        health_url: r.get("HEALTH_URL", http_url).unwrap_or_default(),
-        health_timeout: r
-            .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
-            .unwrap_or_default(),
-        healthy_statuses: r.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
-        warn_memory_percent: r.get("WARN_MEMORY_PERCENT", percent).unwrap_or_default(),
-        warn_cpu_percent: r.get("WARN_CPU_PERCENT", percent).unwrap_or_default(),
-        warn_db_response_ms: r
-            .get("WARN_DB_RESPONSE_MS", milliseconds)
-            .unwrap_or_default(),
-        health_ca_file: r.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
-    };
-
-    let server_command = match server_argv.filter(|words| !words.is_empty()) {
-        Some(words) => {
-            r.sources
-                .push(("SERVER_COMMAND", Source::ArgsAfterDashDash));
-            Some(words)
-        }
-        None => r.get("SERVER_COMMAND", command),
-    };
-    let startup_timeout = r
-        .get("STARTUP_TIMEOUT", duration_above_zero)
-        .unwrap_or_default();
-    let server = ServerSettings {
-        server_command,
-        server_workdir: r.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
-        stop_command: r.get("STOP_COMMAND", command),
-        stop_timeout: r.get("STOP_TIMEOUT", duration).unwrap_or_default(),
-        startup_timeout,
-        keep_server_on_exit: r.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
-    };
-
-    let policy = PolicySettings {
-        check_interval: r
-            .get("CHECK_INTERVAL", duration_above_zero)
-            .unwrap_or_default(),
-        failure_threshold: r.get("FAILURE_THRESHOLD", count_at_least_one).unwrap_or(1),
-        max_restart_attempts: r
-            .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
-            .unwrap_or(1),
-        restart_cooldown: r.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
-        startup_timeout,
-        retry_after_give_up: r
-            .get("RETRY_AFTER_GIVE_UP", duration)
-            .filter(|d| !d.is_zero()),
-        restart_on_exit: r.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
-        memory_limit: r.get("MEMORY_LIMIT", memory_limit),
-    };
-
-    let log = LogSettings {
-        log_dir: r.get("LOG_DIR", |s| Ok(cwd.join(s))).unwrap_or_default(),
-        log_level: r.get("LOG_LEVEL", level).unwrap_or(log::LevelFilter::Info),
-        log_max_bytes: r.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
-        log_backups: r.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
-        log_retention_days: r.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
-        history_days: r.get("HISTORY_DAYS", days).unwrap_or_default(),
-    };
-
-    let service_name = r.get("SERVICE_NAME", plain_text).unwrap_or_default();
-    let smtp_server = r.get("SMTP_SERVER", smtp_host);
-    let smtp_port = r.get("SMTP_PORT", port).unwrap_or(587);
-    let smtp_security = r
-        .get("SMTP_SECURITY", security)
-        .unwrap_or(if smtp_port == 465 {
-            SmtpSecurity::Tls
-        } else {
-            SmtpSecurity::StartTls
-        });
-    let smtp_username = r.get("SMTP_USERNAME", |s| Ok(s.to_string()));
-    let smtp_password = r.get("SMTP_PASSWORD", |s| Ok(s.to_string()));
-    if smtp_security == SmtpSecurity::None && smtp_password.is_some() {
-        r.problems.push(
-            "SMTP_SECURITY=none is refused while SMTP_PASSWORD is set: the password would \
-             cross the network in clear text; use `starttls` or `tls`"
-                .to_string(),
-        );
-    }
-    // Only when email is configured at all: a half-filled template in a
-    // shared .env should not stop a monitor that does not send mail.
-    match (&smtp_server, &smtp_username, &smtp_password) {
-        (Some(_), Some(_), None) => r
-            .problems
-            .push("SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both".to_string()),
-        (Some(_), None, Some(_)) => r
-            .problems
-            .push("SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both".to_string()),
-        _ => {}
-    }
-    let smtp_ca_file = r.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
-    let smtp_timeout = r
-        .get("SMTP_TIMEOUT", timeout_above_zero)
-        .unwrap_or_default();
-    let alert_email = r.get("ALERT_EMAIL", addresses).unwrap_or_default();
-    let alert_from = r.get("ALERT_FROM", |s| address(s).map(str::to_string));
-    let alert_from = alert_from
-        .or_else(|| {
-            smtp_username
-                .as_deref()
-                .filter(|user| address(user).is_ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| format!("server-monitor@{hostname}"));
-    let alert_webhook_url = r.get("ALERT_WEBHOOK_URL", http_url);
-    let alert = AlertSettings {
-        service_name,
-        smtp_server,
-        smtp_port,
-        smtp_security,
-        smtp_username,
-        smtp_password,
-        smtp_ca_file,
-        smtp_timeout,
-        alert_email,
-        alert_from,
-        alert_webhook_url,
-        alert_reminder: r.get("ALERT_REMINDER", duration).filter(|d| !d.is_zero()),
-        flap_restarts: r.get("FLAP_RESTARTS", count).unwrap_or_default(),
-        flap_window: r
-            .get("FLAP_WINDOW", duration_above_zero)
-            .unwrap_or_default(),
-    };
-
-    let heartbeat = HeartbeatSettings {
-        heartbeat_url: r.get("HEARTBEAT_URL", http_url),
-        heartbeat_interval: r
-            .get("HEARTBEAT_INTERVAL", duration_above_zero)
-            .unwrap_or_default(),
-    };
-
-    let status_listen = r.get("STATUS_LISTEN", listen_address);
-    let status_token = r.get("STATUS_TOKEN", token);
-    if let (Some(addr), None) = (status_listen, &status_token) {
-        if !addr.ip().is_loopback() {
-            r.problems.push(format!(
-                "STATUS_LISTEN={addr} is not a loopback address: set STATUS_TOKEN too, or \
-                 listen on 127.0.0.1 and reach the page through an SSH tunnel"
-            ));
-        }
-    }
-    let status = StatusSettings {
-        status_listen,
-        status_token,
-    };
+    // NOTE: a fallback after `.unwrap_or` in a section resolver is only there
+    // to build the struct; any problem makes this function return Err, so it
+    // is never seen.
+    let health = r.health(cwd);
+    let server = r.server(cwd, server_argv);
+    let policy = r.policy();
+    let log = r.log(cwd);
+    let alert = r.alert(cwd, &hostname);
+    let heartbeat = r.heartbeat();
+    let status = r.status();
 
     if !r.problems.is_empty() {
         return Err(ConfigError {
             problems: r.problems,
         });
     }
-    let sources = SETTINGS
-        .iter()
-        .map(|info| {
-            let source = r
-                .sources
-                .iter()
-                .find(|(name, _)| *name == info.name)
-                .map(|(_, source)| source.clone())
-                .expect("resolve looks up every setting");
-            (info.name, source)
-        })
-        .collect();
+    let sources = r.sources_in_table_order();
     Ok(Config {
         health,
         server,
@@ -656,10 +497,42 @@ pub fn resolve(
     })
 }
 
+/// The `(key, value)` pairs of an env file's text, in file order. A line
+/// that cannot be parsed is a problem when it is a setting's line (its value
+/// is unknown), else a warning: the file is shared with the application.
+fn env_file_pairs(
+    path: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let parsed = parse_env_file(text, |name| env.get(name).cloned());
+    for p in parsed.problems {
+        let place = format!("env file {}: line {}", path.display(), p.line);
+        match p.key.as_deref().filter(|k| setting_info(k).is_some()) {
+            Some(_) => problems.push(format!("{place}: {}", p.message)),
+            None => warnings.push(format!("{place}: {}; line ignored", p.message)),
+        }
+    }
+    parsed
+        .entries
+        .into_iter()
+        .map(|e| (e.key, e.value.unwrap_or_default()))
+        .collect()
+}
+
 /// Gathers the inputs of [`resolve`] from the process: the environment, the
 /// env file (`--env-file PATH` must be readable; the default `.env` in the
 /// working directory is read only when it exists), the hostname and the cwd.
-pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+///
+/// `flags`, `env_file` and `server_argv` are what the command line gave
+/// (see [`resolve`]); this module knows nothing of how it was parsed.
+pub fn load(
+    flags: &[(String, String)],
+    env_file: Option<&Path>,
+    server_argv: Option<Vec<String>>,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut env = HashMap::new();
     for (key, value) in std::env::vars_os() {
@@ -686,9 +559,9 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
             PathBuf::from("/")
         }
     };
-    let (file_path, file_text) = match &cli.env_file {
+    let (file_path, file_text) = match env_file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (Some(path.clone()), text),
+            Ok(text) => (Some(path.to_path_buf()), text),
             Err(e) => {
                 problems.push(format!("cannot read env file {}: {e}", path.display()));
                 (None, String::new())
@@ -705,10 +578,10 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
     };
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let resolved = resolve(
-        &cli.flags,
+        flags,
         &env,
         file_path.as_deref().map(|p| (p, file_text.as_str())),
-        cli.server_command.clone(),
+        server_argv,
         &hostname,
         &cwd,
     );
@@ -923,6 +796,213 @@ impl Resolver<'_> {
     }
 }
 
+impl Resolver<'_> {
+    /// Where each setting's value came from, in [`SETTINGS`] order.
+    fn sources_in_table_order(&self) -> Vec<(&'static str, Source)> {
+        SETTINGS
+            .iter()
+            .map(|info| {
+                let source = self
+                    .sources
+                    .iter()
+                    .find(|(name, _)| *name == info.name)
+                    .map(|(_, source)| source.clone())
+                    .expect("resolve looks up every setting");
+                (info.name, source)
+            })
+            .collect()
+    }
+}
+
+/// One resolver per settings section, in the order of SPEC.md "Settings".
+impl Resolver<'_> {
+    /// The health check: what is fetched and how its body is judged.
+    fn health(&mut self, cwd: &Path) -> HealthSettings {
+        HealthSettings {
+            health_url: self.get("HEALTH_URL", http_url).unwrap_or_default(),
+            health_timeout: self
+                .get("HEALTH_TIMEOUT", whole_seconds_at_least_one)
+                .unwrap_or_default(),
+            healthy_statuses: self.get("HEALTHY_STATUSES", statuses).unwrap_or_default(),
+            warn_memory_percent: self.get("WARN_MEMORY_PERCENT", percent).unwrap_or_default(),
+            warn_cpu_percent: self.get("WARN_CPU_PERCENT", percent).unwrap_or_default(),
+            warn_db_response_ms: self
+                .get("WARN_DB_RESPONSE_MS", milliseconds)
+                .unwrap_or_default(),
+            health_ca_file: self.get("HEALTH_CA_FILE", |s| ca_file(&cwd.join(s))),
+        }
+    }
+
+    /// The server: how it is started and stopped. The words after `--` win over SERVER_COMMAND.
+    fn server(&mut self, cwd: &Path, server_argv: Option<Vec<String>>) -> ServerSettings {
+        let server_command = match server_argv.filter(|words| !words.is_empty()) {
+            Some(words) => {
+                self.sources
+                    .push(("SERVER_COMMAND", Source::ArgsAfterDashDash));
+                Some(words)
+            }
+            None => self.get("SERVER_COMMAND", command),
+        };
+        ServerSettings {
+            server_command,
+            server_workdir: self.get("SERVER_WORKDIR", |s| Ok(cwd.join(s))),
+            stop_command: self.get("STOP_COMMAND", command),
+            stop_timeout: self.get("STOP_TIMEOUT", duration).unwrap_or_default(),
+            keep_server_on_exit: self.get("KEEP_SERVER_ON_EXIT", boolean).unwrap_or_default(),
+        }
+    }
+
+    /// The restart policy's numbers.
+    fn policy(&mut self) -> PolicySettings {
+        PolicySettings {
+            check_interval: self
+                .get("CHECK_INTERVAL", duration_above_zero)
+                .unwrap_or_default(),
+            failure_threshold: self
+                .get("FAILURE_THRESHOLD", count_at_least_one)
+                .unwrap_or(1),
+            max_restart_attempts: self
+                .get("MAX_RESTART_ATTEMPTS", count_at_least_one)
+                .unwrap_or(1),
+            restart_cooldown: self.get("RESTART_COOLDOWN", duration).unwrap_or_default(),
+            startup_timeout: self
+                .get("STARTUP_TIMEOUT", duration_above_zero)
+                .unwrap_or_default(),
+            retry_after_give_up: self
+                .get("RETRY_AFTER_GIVE_UP", duration)
+                .filter(|d| !d.is_zero()),
+            restart_on_exit: self.get("RESTART_ON_EXIT", boolean).unwrap_or_default(),
+            memory_limit: self.get("MEMORY_LIMIT", memory_limit),
+        }
+    }
+
+    /// Where and how much the monitor logs.
+    fn log(&mut self, cwd: &Path) -> LogSettings {
+        LogSettings {
+            log_dir: self.get("LOG_DIR", |s| Ok(cwd.join(s))).unwrap_or_default(),
+            log_level: self
+                .get("LOG_LEVEL", level)
+                .unwrap_or(log::LevelFilter::Info),
+            log_max_bytes: self.get("LOG_MAX_BYTES", log_max_bytes).unwrap_or_default(),
+            log_backups: self.get("LOG_BACKUPS", count_at_least_one).unwrap_or(1),
+            log_retention_days: self.get("LOG_RETENTION_DAYS", days).unwrap_or_default(),
+            history_days: self.get("HISTORY_DAYS", days).unwrap_or_default(),
+        }
+    }
+
+    /// Alert channels and what an alert says; the SMTP rules that need several settings at once.
+    fn alert(&mut self, cwd: &Path, hostname: &str) -> AlertSettings {
+        let service_name = self.get("SERVICE_NAME", plain_text).unwrap_or_default();
+        let smtp_server = self.get("SMTP_SERVER", smtp_host);
+        let smtp_port = self.get("SMTP_PORT", port).unwrap_or(587);
+        let smtp_security = self
+            .get("SMTP_SECURITY", security)
+            .unwrap_or(if smtp_port == 465 {
+                SmtpSecurity::Tls
+            } else {
+                SmtpSecurity::StartTls
+            });
+        let smtp_username = self.get("SMTP_USERNAME", |s| Ok(s.to_string()));
+        let smtp_password = self.get("SMTP_PASSWORD", |s| Ok(s.to_string()));
+        self.problems.extend(smtp_auth_problems(
+            smtp_server.is_some(),
+            smtp_security,
+            smtp_username.is_some(),
+            smtp_password.is_some(),
+        ));
+        let smtp_ca_file = self.get("SMTP_CA_FILE", |s| Ok(cwd.join(s)));
+        let smtp_timeout = self
+            .get("SMTP_TIMEOUT", timeout_above_zero)
+            .unwrap_or_default();
+        let alert_email = self.get("ALERT_EMAIL", addresses).unwrap_or_default();
+        let alert_from = self.get("ALERT_FROM", |s| address(s).map(str::to_string));
+        let alert_from = alert_from
+            .or_else(|| {
+                smtp_username
+                    .as_deref()
+                    .filter(|user| address(user).is_ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| format!("server-monitor@{hostname}"));
+        let alert_webhook_url = self.get("ALERT_WEBHOOK_URL", http_url);
+        AlertSettings {
+            service_name,
+            smtp_server,
+            smtp_port,
+            smtp_security,
+            smtp_username,
+            smtp_password,
+            smtp_ca_file,
+            smtp_timeout,
+            alert_email,
+            alert_from,
+            alert_webhook_url,
+            alert_reminder: self
+                .get("ALERT_REMINDER", duration)
+                .filter(|d| !d.is_zero()),
+            flap_restarts: self.get("FLAP_RESTARTS", count).unwrap_or_default(),
+            flap_window: self
+                .get("FLAP_WINDOW", duration_above_zero)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The dead man's switch.
+    fn heartbeat(&mut self) -> HeartbeatSettings {
+        HeartbeatSettings {
+            heartbeat_url: self.get("HEARTBEAT_URL", http_url),
+            heartbeat_interval: self
+                .get("HEARTBEAT_INTERVAL", duration_above_zero)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The status page; a non-loopback address needs a token.
+    fn status(&mut self) -> StatusSettings {
+        let status_listen = self.get("STATUS_LISTEN", listen_address);
+        let status_token = self.get("STATUS_TOKEN", token);
+        if let (Some(addr), None) = (status_listen, &status_token) {
+            if !addr.ip().is_loopback() {
+                self.problems.push(format!(
+                    "STATUS_LISTEN={addr} is not a loopback address: set STATUS_TOKEN too, or \
+                     listen on 127.0.0.1 and reach the page through an SSH tunnel"
+                ));
+            }
+        }
+        StatusSettings {
+            status_listen,
+            status_token,
+        }
+    }
+}
+
+/// The SMTP rules that take several settings at once. Pure.
+fn smtp_auth_problems(
+    has_server: bool,
+    security: SmtpSecurity,
+    has_username: bool,
+    has_password: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if security == SmtpSecurity::None && has_password {
+        problems.push(
+            "SMTP_SECURITY=none is refused while SMTP_PASSWORD is set: the password would \
+             cross the network in clear text; use `starttls` or `tls`"
+                .to_string(),
+        );
+    }
+    // Only when email is configured at all: a half-filled template in a
+    // shared .env should not stop a monitor that does not send mail.
+    match (has_server, has_username, has_password) {
+        (true, true, false) => problems
+            .push("SMTP_USERNAME is set but SMTP_PASSWORD is not: AUTH needs both".to_string()),
+        (true, false, true) => problems
+            .push("SMTP_PASSWORD is set but SMTP_USERNAME is not: AUTH needs both".to_string()),
+        _ => {}
+    }
+    problems
+}
+
 // ---- value checks: each returns the value or what is allowed ----
 
 /// The longest duration a setting may have (SPEC: 10 years of 365 days).
@@ -940,15 +1020,8 @@ pub const MAX_WARN_PERCENT: f64 = 1000.0;
 /// The largest WARN_DB_RESPONSE_MS: one hour.
 pub const MAX_WARN_MS: f64 = 3_600_000.0;
 
-/// `now + d`, never a panic: a sum past what an `Instant` can hold is
-/// "far in the future" (100 years on), else `now`. Settings are bounded (at
-/// most 10 years), so this is a second line of defence for every deadline
-/// made of a configured duration.
-pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
+/// `now + d`, never a panic (see [`crate::deadline`]).
+pub use crate::deadline::instant_after;
 
 /// A duration from 0 up to `max`; `max_text` says the bound as a user reads it.
 fn bounded_duration(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {

@@ -82,7 +82,7 @@ fn defaults_match_spec() {
     assert_eq!(c.server.server_workdir, None);
     assert_eq!(c.server.stop_command, None);
     assert_eq!(c.server.stop_timeout, secs(2));
-    assert_eq!(c.server.startup_timeout, secs(10));
+    assert_eq!(c.policy.startup_timeout, secs(10));
     assert!(!c.server.keep_server_on_exit);
     assert_eq!(c.policy.check_interval, secs(30));
     assert_eq!(c.policy.failure_threshold, 3);
@@ -867,14 +867,8 @@ fn settings_table_is_consistent() {
 
 #[test]
 fn load_names_an_unreadable_env_file() {
-    let cli = Cli {
-        command: crate::cli::Command::Config,
-        flags: Vec::new(),
-        env_file: Some(PathBuf::from("/nonexistent/server-monitor-test.env")),
-        json: false,
-        server_command: None,
-    };
-    let e = load(&cli).unwrap_err();
+    let path = PathBuf::from("/nonexistent/server-monitor-test.env");
+    let e = load(&[], Some(&path), None).unwrap_err();
     assert!(
         e.problems[0].starts_with("cannot read env file /nonexistent/server-monitor-test.env: "),
         "{e}"

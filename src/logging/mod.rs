@@ -53,9 +53,20 @@
 //!
 //! What it does not do: no buffering (a record is in the kernel when the
 //! macro returns, so nothing is lost if the process is killed), no fsync, no
-//! deletion of old backups by age (the monitor's retention does that), no
+//! deletion of old backups by age unless the program asks for it
+//! ([`sweep_rotated_logs`], e.g. once an hour), no
 //! filtering per module. It takes one lock per record; it is meant for
 //! programs that log tens of records a second, not millions.
+//!
+//! The parts: [`json`] (pure line formatting, and the UTC timestamp
+//! formatter [`utc_iso8601_millis`] the rest of the crate and the demo server
+//! use too), [`rotate`] (the size rotator), [`retention`] (age-based removal
+//! of backups, on the program's call), a private console writer and a
+//! stderr throttle for failures. Self-contained: nothing here uses the rest
+//! of the crate (no settings, no alerts), so that any Rust service can take
+//! it as it is.
+
+#![deny(missing_docs)]
 
 mod console;
 pub mod json;
@@ -73,7 +84,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use console::Console;
 pub use json::{unix_millis, utc_iso8601_millis};
-pub use retention::sweep_old_files;
+pub use retention::sweep_rotated_logs;
 pub use rotate::{backup_path, RotatingFile};
 use throttle::Throttle;
 
@@ -117,7 +128,12 @@ impl Settings {
 #[derive(Debug)]
 pub enum LogError {
     /// A log file (or its directory) could not be created or opened.
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file (or directory) that failed.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// Another logger is already installed for the `log` crate.
     AlreadyInstalled,
 }

@@ -1,6 +1,10 @@
-//! Retention: delete rotated log files (`NAME.log.N`) and alert files
-//! (`alerts/*.eml`) older than a given age. The live files (`NAME.log`), the
-//! outbox and everything else are never touched.
+//! Retention: delete rotated log files (`NAME.log.N`) older than a given age,
+//! for a program that wants its backups to go by age as well as by count.
+//!
+//! The logger never calls this itself: when, and how old, is the program's
+//! choice (the monitor sweeps once an hour by LOG_RETENTION_DAYS). The live
+//! files (`NAME.log`) and every file that is not a numbered backup of a
+//! `.log` file are never touched; subdirectories are not entered.
 
 use std::fs;
 use std::path::Path;
@@ -16,9 +20,21 @@ pub fn is_rotated_log(name: &str) -> bool {
     }
 }
 
-/// Removes rotated logs in `dir` and `.eml` files in `dir/alerts` whose
-/// modification time is more than `max_age` ago; returns how many.
-pub fn sweep_old_files(dir: &Path, max_age: Duration) -> usize {
+/// Removes the rotated logs in `dir` whose modification time is more than
+/// `max_age` ago; returns how many.
+pub fn sweep_rotated_logs(dir: &Path, max_age: Duration) -> usize {
+    remove_files_older_than(dir, max_age, is_rotated_log)
+}
+
+/// Removes the regular files directly in `dir` whose name is `wanted` and
+/// whose modification time is more than `max_age` ago; returns how many. A
+/// missing `dir` is none; a file that cannot be removed is left (and not
+/// counted). Symbolic links are never followed nor removed.
+pub fn remove_files_older_than(
+    dir: &Path,
+    max_age: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> usize {
     let Some(cutoff) = SystemTime::now().checked_sub(max_age) else {
         return 0;
     };
@@ -29,21 +45,17 @@ pub fn sweep_old_files(dir: &Path, max_age: Duration) -> usize {
             .and_then(|m| m.modified().ok())
             .is_some_and(|t| t < cutoff)
     };
-    let mut removed = 0;
-    let mut sweep = |dir: &Path, wanted: &dyn Fn(&str) -> bool| {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let keep = !e.file_name().to_str().is_some_and(wanted) || !old(&path);
-            if !keep && fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
     };
-    sweep(dir, &is_rotated_log);
-    sweep(&dir.join("alerts"), &|n: &str| n.ends_with(".eml"));
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let keep = !e.file_name().to_str().is_some_and(&wanted) || !old(&path);
+        if !keep && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
     removed
 }
 
@@ -68,19 +80,22 @@ mod tests {
     }
 
     #[test]
-    fn sweep_removes_only_old_backups_and_alerts() {
+    fn sweep_removes_only_old_backups() {
         let dir = std::env::temp_dir().join(format!("sm-retention-{}", std::process::id()));
         fs::create_dir_all(dir.join("alerts")).unwrap();
-        for f in ["server.log", "server.log.1", "alerts/a.eml", "alerts/b.txt"] {
+        for f in ["server.log", "server.log.1", "notes.txt", "alerts/a.log.1"] {
             fs::write(dir.join(f), "x").unwrap();
         }
-        assert_eq!(sweep_old_files(&dir, Duration::from_secs(3600)), 0);
+        assert_eq!(sweep_rotated_logs(&dir, Duration::from_secs(3600)), 0);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(sweep_old_files(&dir, Duration::from_millis(1)), 2);
+        assert_eq!(sweep_rotated_logs(&dir, Duration::from_millis(1)), 1);
         assert!(dir.join("server.log").exists());
         assert!(!dir.join("server.log.1").exists());
-        assert!(!dir.join("alerts/a.eml").exists());
-        assert!(dir.join("alerts/b.txt").exists());
+        assert!(dir.join("notes.txt").exists());
+        assert!(
+            dir.join("alerts/a.log.1").exists(),
+            "subdirectories are not entered"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,13 +11,18 @@ use super::metrics::{self, Cause, Metrics};
 use super::page::{self, Incident, Recent};
 use super::{Route, StatusServer};
 use crate::config::Config;
+use crate::logging::{unix_millis, utc_iso8601_millis};
 use crate::policy::{Alert, Snapshot, StartKind};
+use crate::server::ExitCause;
 use crate::state::{LastCheck, State};
 
 pub struct Live {
     server: Option<StatusServer>,
     pub metrics: Metrics,
     pub recent: Recent,
+    /// How the server last ended, as the loop reaped it: a restart whose
+    /// cause is that exit counts as `exit` (see [`Cause::of_restart`]).
+    last_exit: Option<ExitCause>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -46,6 +51,7 @@ impl Live {
                 now,
             ),
             recent: Recent::default(),
+            last_exit: None,
         })
     }
 
@@ -56,13 +62,22 @@ impl Live {
         self.recent.push_check(check.clone());
     }
 
-    /// A restart of `kind` is being carried out.
-    pub fn restarting(&mut self, kind: &StartKind, time: &str) {
+    /// The server ended on its own (reaped by the loop).
+    pub fn exited(&mut self, cause: &ExitCause) {
+        self.last_exit = Some(cause.clone());
+    }
+
+    /// A restart of `kind` is being carried out, begun at `wall`.
+    pub fn restarting(&mut self, kind: &StartKind, wall: SystemTime) {
+        let time = utc_iso8601_millis(wall);
+        let last_exit = self.last_exit.take();
         let (cause, what, detail) = match kind {
             StartKind::First => return,
-            StartKind::Restart { cause, .. } => {
-                (Cause::of_restart_text(cause), "restart", cause.as_str())
-            }
+            StartKind::Restart { cause, .. } => (
+                Cause::of_restart(cause, last_exit.as_ref()),
+                "restart",
+                cause.as_str(),
+            ),
             StartKind::Retry { cause, .. } => {
                 (Cause::Retry, "retry after giving up", cause.as_str())
             }
@@ -70,7 +85,7 @@ impl Live {
         };
         self.metrics.record_restart(cause, unix(SystemTime::now()));
         self.recent.push_incident(Incident {
-            time: time.to_string(),
+            time,
             what: what.to_string(),
             detail: detail.to_string(),
         });
@@ -106,7 +121,10 @@ impl Live {
         self.metrics.consecutive_failures = snap.failures;
         self.metrics.restart_attempts = snap.attempts;
         self.metrics.outbox_entries = alerts.pending();
-        self.metrics.set_alerts(&alerts.outcomes);
+        let tally: std::collections::BTreeMap<_, _> = (alerts.outcomes.iter())
+            .map(|(&(channel, result), &n)| ((channel.as_str(), result), n))
+            .collect();
+        self.metrics.set_alerts(&tally);
     }
 
     /// Once a loop turn, before the wait: [`Self::update`], then
@@ -146,7 +164,16 @@ impl Live {
                 metrics.server_cpu_seconds = usage.map(|u| u.1);
                 metrics::render(metrics, Instant::now())
             }
-            Route::StatusJson => page::status_json(state),
+            Route::StatusJson => {
+                // The loop's state keeps no time stamps between writes: it
+                // is current now.
+                let wall = SystemTime::now();
+                page::status_json(&State {
+                    updated: utc_iso8601_millis(wall),
+                    updated_unix_ms: unix_millis(wall),
+                    ..state.clone()
+                })
+            }
             Route::Page => page::render_page(state, recent),
             Route::Healthz => "ok\n".into(),
         });

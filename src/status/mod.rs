@@ -36,9 +36,9 @@
 //! Not here: what the numbers are (the loop records them into
 //! [`metrics::Metrics`] and [`page::Recent`]).
 
-pub mod live;
-pub mod metrics;
-pub mod page;
+pub(crate) mod live;
+pub(crate) mod metrics;
+pub(crate) mod page;
 pub mod request;
 
 use std::io::{self, Read, Write};

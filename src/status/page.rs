@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
+use crate::policy::PhaseName;
 use crate::state::{LastCheck, State};
 
 /// How many checks and incidents are kept.
@@ -84,14 +85,14 @@ pub fn render_page(state: &State, recent: &Recent) -> String {
 <style>body{{font:14px sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}\
 td,th{{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}}\
 .ok{{color:#060}}.bad{{color:#a00}}</style></head><body>\n",
-        phase = escape(&state.phase)
+        phase = escape(state.phase.as_str())
     );
-    let healthy = state.phase == "running" && state.consecutive_failures == 0;
+    let healthy = state.phase == PhaseName::Running && state.consecutive_failures == 0;
     let _ = writeln!(
         o,
         "<h1>{name}</h1>\n<p>State: <b class=\"{}\">{}</b></p>",
         if healthy { "ok" } else { "bad" },
-        escape(&state.phase)
+        escape(state.phase.as_str())
     );
     o.push_str("<table>\n");
     let row = |o: &mut String, k: &str, v: &str| {
@@ -217,7 +218,7 @@ mod tests {
     fn page_escapes_everything_and_has_no_script() {
         let state = State {
             service_name: "a<b>&\"c\"".into(),
-            phase: "running".into(),
+            phase: PhaseName::Running,
             health_url: "http://x/?a=<i>".into(),
             last_error: Some("'quoted' <b>".into()),
             ..State::default()
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn status_json_is_the_state_plus_running_and_availability() {
         let state = State {
-            phase: "running".into(),
+            phase: PhaseName::Running,
             restarts_total: 2,
             ..State::default()
         };

@@ -237,6 +237,62 @@ fn server_started_by_hand_after_give_up_is_stopped_with_stop_command() {
     );
 }
 
+/// Seconds since midnight (UTC) of the first log line whose message holds
+/// `needle`, from its `timestamp` (`…T08:28:39.123Z`).
+fn logged_at(log_dir: &Path, needle: &str) -> Option<f64> {
+    let lines = json_lines(&log_dir.join("server_monitor.log"));
+    let line = lines
+        .iter()
+        .find(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))?;
+    let time = line["timestamp"].as_str()?.split_once('T')?.1;
+    let mut parts = time.trim_end_matches('Z').split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+#[test]
+fn stop_command_ends_within_stop_timeout_when_the_health_url_then_hangs() {
+    // STOP_COMMAND works, but the server's URL then hangs instead of
+    // refusing: waiting for it to refuse must not overrun STOP_TIMEOUT (1 s)
+    // by a HEALTH_TIMEOUT (8 s) spent inside one blocking check.
+    let dir = TestDir::new("proc-stop-command-hang");
+    let port = free_port();
+    let fault = dir.write("fault", "ok");
+    let stop = format!("echo hang > {}", fault.display());
+    let env = settings(
+        port,
+        &[
+            ("MAX_RESTART_ATTEMPTS", "1"),
+            ("SERVER_COMMAND", "sh -c 'exit 1'"),
+            ("STOP_COMMAND", &format!("sh -c '{stop}'")),
+            ("HEALTH_TIMEOUT", "8"),
+            ("STOP_TIMEOUT", "1"),
+        ],
+    );
+    let mut foreign = DemoServer::spawn(&dir, port, &["--fault-file", fault.to_str().unwrap()]);
+    assert!(foreign.wait_listening(SHORT), "{}", foreign.dump());
+    let m = Monitor::start(&dir, &env, &[]);
+    m.wait_for(LONG, "the foreign server to be watched", || {
+        state(m.log_dir()).is_some_and(|s| s["phase"] == "running")
+    });
+    fs::write(&fault, "fail").unwrap();
+    let gave_up = "the server still answers after STOP_COMMAND and STOP_TIMEOUT";
+    m.wait_for(LONG, "STOP_COMMAND's wait to end", || {
+        count_logged(m.log_dir(), gave_up) >= 1
+    });
+    let began = logged_at(m.log_dir(), "stopping the server with STOP_COMMAND").unwrap();
+    let ended = logged_at(m.log_dir(), gave_up).unwrap();
+    let took = (ended - began).rem_euclid(86_400.0);
+    assert!(
+        took < 4.0,
+        "STOP_COMMAND's wait took {took:.3}s with STOP_TIMEOUT 1s: {}",
+        m.dump()
+    );
+    fs::write(&fault, "ok").unwrap();
+    foreign.signal(15);
+    let _ = foreign.wait_exit(SHORT);
+}
+
 // ---------------------------------------------------------------------------
 // Item 10: the one-monitor lock
 
