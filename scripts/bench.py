@@ -11,6 +11,8 @@ Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
   idle RSS           VmRSS of the monitor after a minute of checks
   CPU per check      (utime + stime) over many checks at a short interval
   CPU between checks (utime + stime) while idle with a long interval
+  heartbeat          CPU per check with HEARTBEAT_URL pinged every second
+                     against without, and CPU per ping (a local sink)
   size               of the static release binary
 Times are medians (with min and max) of --runs runs (at least 5).
 
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,11 +196,11 @@ def idle_memory(args):
         r.stop()
 
 
-def cpu_per_check(args):
+def cpu_per_check(args, extra_env=None, seconds=None):
     """CPU per check at a short interval (many checks, so that the 10 ms
     accounting tick is small beside the total), and while idle."""
-    interval, seconds = 0.02, args.cpu_seconds
-    r = Run(args, interval=str(interval))
+    interval, seconds = 0.02, seconds or args.cpu_seconds
+    r = Run(args, interval=str(interval), extra_env=extra_env)
     try:
         # The demo server writes an access line per request: count those.
         log = os.path.join(r.logs, "server.log")
@@ -211,6 +214,80 @@ def cpu_per_check(args):
         return per_check_ms, c1 - c0
     finally:
         r.stop()
+
+
+class Sink:
+    """A local HTTP sink on 127.0.0.1 for HEARTBEAT_URL: answers 200 and
+    counts the pings; stopped by stop()."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.hits = 0
+        self.done = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def url(self):
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/ping/bench"
+
+    def serve(self):
+        while not self.done:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(1)
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                    self.hits += 1
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def heartbeat_cpu(args):
+    """CPU per check (checks at 20 ms) without a heartbeat and with
+    HEARTBEAT_INTERVAL=1, then CPU per ping (pings at 20 ms, checks hourly).
+    Returns (without, with, per_ping_ms, pings)."""
+    seconds = args.heartbeat_seconds
+    without, _ = cpu_per_check(args, seconds=seconds)
+    sink = Sink()
+    try:
+        env = {"HEARTBEAT_URL": sink.url(), "HEARTBEAT_INTERVAL": "1"}
+        with_beat, _ = cpu_per_check(args, extra_env=env, seconds=seconds)
+        r = Run(args, interval="3600", extra_env={**env, "HEARTBEAT_INTERVAL": "0.02"})
+        try:
+            wait_for(lambda: sink.hits > 0, 5, "the first heartbeat ping")
+            h0, t0 = sink.hits, cpu_ticks(r.proc.pid)
+            time.sleep(seconds)
+            h1, t1 = sink.hits, cpu_ticks(r.proc.pid)
+        finally:
+            r.stop()
+        per_ping = (t1 - t0) / TICK * 1000 / max(1, h1 - h0)
+        return without, with_beat, per_ping, h1 - h0
+    finally:
+        sink.stop()
+
+
+def print_heartbeat(figures):
+    without, with_beat, per_ping, pings = figures
+    print(f"CPU per check, no heartbeat: {without:.3f} ms (checks at 20 ms)")
+    print(f"CPU per check, heartbeat 1s: {with_beat:.3f} ms (checks at 20 ms)")
+    print(f"CPU per heartbeat ping:      {per_ping:.3f} ms ({pings} pings at 20 ms)")
 
 
 def cpu_idle(args):
@@ -237,6 +314,10 @@ def main():
     p.add_argument("--minute", type=float, default=60, help="seconds of checks before reading RSS")
     p.add_argument("--cpu-seconds", type=float, default=20)
     p.add_argument("--idle-seconds", type=float, default=10)
+    p.add_argument("--heartbeat-seconds", type=float, default=10,
+                   help="seconds of checks for each heartbeat figure")
+    p.add_argument("--heartbeat-only", action="store_true",
+                   help="only the heartbeat figures (CPU per check with and without, per ping)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument("--compare", action="store_true",
                    help="side by side with monit and supervisord + httpok (scripts/compare.py)")
@@ -263,6 +344,12 @@ def main():
 
     print(f"server-monitor bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, {os.uname().release}")
+    if args.heartbeat_only:
+        beat = heartbeat_cpu(args)
+        print_heartbeat(beat)
+        if args.json:
+            print(json.dumps({"heartbeat_cpu_per_check_ms": beat[:2], "cpu_per_ping_ms": beat[2]}))
+        return
     print("settings: CHECK_INTERVAL=1 HEALTH_TIMEOUT=1 FAILURE_THRESHOLD=3; "
           "the demo server takes 0.06 s to start (--startup-delay 0.06)")
     crash = crash_to_healthy(args)
@@ -273,6 +360,8 @@ def main():
     print(f"CPU per check:              {per_check:.3f} ms ({n} checks at 20 ms)")
     idle = cpu_idle(args)
     print(f"CPU between checks:         {idle:.1f} ms in {args.idle_seconds:.0f} s idle")
+    beat = heartbeat_cpu(args)
+    print_heartbeat(beat)
     rss, hwm = idle_memory(args)
     print(f"RSS after {args.minute:.0f} s of checks:  {rss / 1024:.2f} MiB (peak {hwm / 1024:.2f} MiB)")
     size = os.path.getsize(args.monitor)
@@ -281,6 +370,7 @@ def main():
         print(json.dumps({
             "crash_to_healthy_s": crash, "hang_to_healthy_s": hang,
             "cpu_per_check_ms": per_check, "cpu_idle_ms": idle,
+            "heartbeat_cpu_per_check_ms": beat[:2], "cpu_per_ping_ms": beat[2],
             "rss_kib": rss, "hwm_kib": hwm, "binary_bytes": size,
         }))
 

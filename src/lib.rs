@@ -27,6 +27,7 @@ pub(crate) mod deadline;
 pub(crate) mod files;
 #[doc(hidden)]
 pub mod health;
+pub(crate) mod heartbeat;
 pub(crate) mod http;
 pub(crate) mod lock;
 pub mod logging;

@@ -17,12 +17,13 @@
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
 //! long-lived one that runs the checks (so that a stop signal
-//! need not wait for HEALTH_TIMEOUT; see `health::Checker`); a webhook POST's
+//! need not wait for HEALTH_TIMEOUT; see `health::Checker`); with
+//! HEARTBEAT_URL, the long-lived one that sends its pings (`heartbeat`); a webhook POST's
 //! thread while one is under way; short-lived watchdog pingers during a long
 //! stop or delivery (`Notifier::keep_alive`); and, for the length of one email delivery, a
 //! current-thread tokio runtime (plus tokio's thread for resolving a host
 //! name). An idle monitor has three threads: this one, ctrlc's and the
-//! checks' helper.
+//! checks' helper (four with HEARTBEAT_URL, once the first ping went out).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -186,6 +187,8 @@ struct Monitor<'a> {
     alerts: alert::Dispatcher,
     /// Issue 13: the status listener, /metrics figures, recent checks.
     live: crate::status::live::Live,
+    /// HEARTBEAT_URL's pinger, when it is set.
+    heartbeat: Option<crate::heartbeat::Heartbeat>,
 }
 
 impl<'a> Monitor<'a> {
@@ -221,6 +224,13 @@ impl<'a> Monitor<'a> {
             notify: Notifier::from_env(now),
             alerts,
             live,
+            heartbeat: cfg.heartbeat.heartbeat_url.as_deref().map(|url| {
+                crate::heartbeat::Heartbeat::new(
+                    url,
+                    cfg.heartbeat.heartbeat_interval,
+                    cfg.health.health_timeout,
+                )
+            }),
         }
     }
 
@@ -273,10 +283,11 @@ impl<'a> Monitor<'a> {
     }
 
     /// The jobs of every turn besides the policy's: LOG_DIR's files, dead
-    /// log writers, due alert retries.
+    /// log writers, the heartbeat, due alert retries.
     fn chores(&mut self) {
         self.housekeeping();
         self.replace_log_writers();
+        self.heartbeat();
         if self
             .alerts
             .next_due()
@@ -289,7 +300,7 @@ impl<'a> Monitor<'a> {
 
     /// The named deadlines the loop's wait takes the earliest of. A new
     /// timer is added here, with a [`Wake`] of its own.
-    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 6] {
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 7] {
         let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
         // With no timer of the policy's, the loop still turns now and then.
         let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
@@ -303,6 +314,10 @@ impl<'a> Monitor<'a> {
             at(Some(self.next_sweep), Wake::Housekeeping),
             at(self.state.next_due(), Wake::StateSave),
             at(self.live.next_deadline(), Wake::Status), // issue 13
+            at(
+                self.heartbeat.as_ref().and_then(|h| h.next_due()),
+                Wake::Heartbeat,
+            ),
         ]
     }
 
@@ -754,6 +769,30 @@ impl<'a> Monitor<'a> {
         }
     }
 
+    /// Hands the heartbeat its turn (it never waits for a ping) and
+    /// records a ping that ended. Pings go out only while the server is
+    /// healthy.
+    fn heartbeat(&mut self) {
+        // NOTE: when a pause exists (issue 11), a paused monitor sends none
+        // either: `&& !paused` here.
+        let healthy = self.policy.is_healthy();
+        let Some(hb) = self.heartbeat.as_mut() else {
+            return;
+        };
+        if let Some(ping) = hb.turn(healthy, Instant::now()) {
+            self.state.heartbeat(state::LastHeartbeat {
+                time: utc_iso8601_millis(ping.time),
+                ok: ping.result.is_ok(),
+                latency_ms: ping
+                    .result
+                    .as_ref()
+                    .ok()
+                    .map(|t| (t.as_secs_f64() * 10_000.0).round() / 10.0),
+                reason: ping.result.err().map(|e| e.to_string()),
+            });
+        }
+    }
+
     fn housekeeping(&mut self) {
         self.restore_files();
         let now = Instant::now();
@@ -815,6 +854,8 @@ enum Wake {
     StateSave,
     /// Issue 13: a status client is ready, or its exchange's deadline passed.
     Status,
+    /// A heartbeat ping is due, or the one in flight is overdue.
+    Heartbeat,
     /// The policy had no timer: the [`IDLE_WAIT`] passed.
     Idle,
     Signal,
@@ -831,6 +872,7 @@ impl Wake {
             Wake::Housekeeping => "housekeeping",
             Wake::StateSave => "state save",
             Wake::Status => "status",
+            Wake::Heartbeat => "heartbeat",
             Wake::Idle => "idle",
             Wake::Signal => "signal",
             Wake::ServerExit => "server exit",

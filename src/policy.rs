@@ -410,6 +410,18 @@ impl Policy {
         }
     }
 
+    /// True while the server counts as healthy: running, verified (after a
+    /// start) or checked healthy (after adoption), and no failed check or
+    /// exit since. The heartbeat pings only then.
+    pub fn is_healthy(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running {
+                healthy_since: Some(_)
+            }
+        )
+    }
+
     /// True while a start is out or being verified (checks are suspended).
     pub fn is_starting(&self) -> bool {
         matches!(self.phase, Phase::Starting { .. } | Phase::Verifying { .. })
@@ -921,6 +933,46 @@ mod tests {
         fn phase(&self) -> PhaseName {
             self.p.snapshot().phase
         }
+    }
+
+    #[test]
+    fn healthy_only_while_verified_and_no_failure_since() {
+        // Started: healthy once verified, not while starting.
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        assert!(!s.p.is_healthy(), "starting");
+        s.feed(Event::Spawned);
+        s.feed(Event::Tick);
+        assert!(!s.p.is_healthy(), "verifying");
+        s.feed(healthy());
+        assert!(s.p.is_healthy(), "verified");
+        // The first failed check ends it; a healthy one brings it back.
+        s.check_at(10.0, failed());
+        assert!(!s.p.is_healthy(), "one failed check");
+        s.check_at(20.0, healthy());
+        assert!(s.p.is_healthy());
+        // An exit ends it at once, and the restart is not healthy until
+        // it is verified.
+        s.at(25.0)
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Signaled(9))));
+        assert!(!s.p.is_healthy(), "exited");
+        // Adopted: not healthy until the first healthy check.
+        let mut a = Scenario::new(rules());
+        a.feed(Event::Begin(Begin::Watch));
+        assert!(!a.p.is_healthy(), "adopted, not checked yet");
+        a.check_at(0.0, healthy());
+        assert!(a.p.is_healthy());
+        // Given up: not healthy.
+        let mut g = Scenario::running(PolicySettings {
+            max_restart_attempts: 1,
+            restart_cooldown: Duration::ZERO,
+            ..rules()
+        });
+        g.at(1.0)
+            .feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
+        g.feed(Event::SpawnFailed("boom".into()));
+        assert_eq!(g.phase(), PhaseName::GivenUp);
+        assert!(!g.p.is_healthy(), "given up");
     }
 
     #[test]

@@ -54,6 +54,18 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
+    /// The last HEARTBEAT_URL ping and its result (never the URL).
+    #[serde(default)]
+    pub last_heartbeat: Option<LastHeartbeat>,
+}
+
+/// One heartbeat ping: when, and `ok` or why not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastHeartbeat {
+    pub time: String,
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+    pub reason: Option<String>,
 }
 
 /// What `server-monitor restart` waits for: its request id and the outcome.
@@ -138,6 +150,7 @@ pub struct Writer {
     /// The state last written, less `last_check` and the time stamps.
     saved: Option<State>,
     written_check: Option<LastCheck>,
+    written_heartbeat: Option<LastHeartbeat>,
     written_at: Instant,
 }
 
@@ -149,6 +162,7 @@ impl Writer {
             state: base,
             saved: None,
             written_check: None,
+            written_heartbeat: None,
             written_at: now,
         }
     }
@@ -169,6 +183,12 @@ impl Writer {
         self.state.last_check = Some(check);
     }
 
+    /// A heartbeat ping ended; like a last check, written at most every
+    /// [`REFRESH`] unless its result changed.
+    pub fn heartbeat(&mut self, ping: LastHeartbeat) {
+        self.state.last_heartbeat = Some(ping);
+    }
+
     /// A planned restart was asked for; it replaces the one before.
     pub fn planned_restart_requested(&mut self, p: PlannedRestart) {
         self.state.planned_restart = Some(p);
@@ -187,7 +207,9 @@ impl Writer {
 
     /// When a last check that was held back is due to be written.
     pub fn next_due(&self) -> Option<Instant> {
-        (self.state.last_check != self.written_check).then(|| self.written_at + REFRESH)
+        (self.state.last_check != self.written_check
+            || self.state.last_heartbeat != self.written_heartbeat)
+            .then(|| self.written_at + REFRESH)
     }
 
     /// Writes the state if it changed (see the module header).
@@ -196,19 +218,27 @@ impl Writer {
         // `saved` holds what was written less the last check and the time
         // stamps, so that this comparison, made every loop turn, copies
         // nothing.
+        // A heartbeat counts like a last check, but whether it succeeded
+        // is significant.
         let check = self.state.last_check.take();
-        let significant = self.saved.as_ref() != Some(&self.state);
+        let beat = self.state.last_heartbeat.take();
+        let beat_ok = beat.as_ref().map(|b| b.ok);
+        let significant = self.saved.as_ref() != Some(&self.state)
+            || beat_ok != self.written_heartbeat.as_ref().map(|b| b.ok);
         self.state.last_check = check;
-        if !significant
-            && (self.state.last_check == self.written_check || now < self.written_at + REFRESH)
-        {
+        self.state.last_heartbeat = beat;
+        let unchanged = self.state.last_check == self.written_check
+            && self.state.last_heartbeat == self.written_heartbeat;
+        if !significant && (unchanged || now < self.written_at + REFRESH) {
             return;
         }
         self.saved = Some(State {
             last_check: None,
+            last_heartbeat: None,
             ..self.state.clone()
         });
         self.written_check = self.state.last_check.clone();
+        self.written_heartbeat = self.state.last_heartbeat.clone();
         self.write(significant);
         self.written_at = now;
     }
@@ -328,6 +358,15 @@ pub fn render(s: &State, monitor_running: bool) -> String {
             "planned restart: {} by {}, {}{detail}",
             p.requested, p.by, p.outcome
         );
+    }
+    if let Some(h) = &s.last_heartbeat {
+        let result = match (h.ok, &h.reason, h.latency_ms) {
+            (true, _, Some(ms)) => format!("ok ({ms:.1} ms)"),
+            (true, _, None) => "ok".to_string(),
+            (false, Some(r), _) => format!("failed: {r}"),
+            (false, None, _) => "failed".to_string(),
+        };
+        let _ = writeln!(out, "last heartbeat: {} {result}", h.time);
     }
     let _ = writeln!(out, "since:          {}", s.started);
     let _ = writeln!(out, "updated:        {}", s.updated);

@@ -11,6 +11,7 @@ mod it {
     mod capture;
     mod demo_server;
     mod env_file;
+    mod heartbeat;
     mod hostile;
     mod http;
     mod lifecycle;

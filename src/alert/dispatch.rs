@@ -585,8 +585,34 @@ impl Dispatcher {
 /// `server-monitor test-alert`: "Test Alert" through each configured channel
 /// directly (no outbox), one line per channel on stdout; `Ok` when every one
 /// took it, else `Err` with the reasons (`main` prints them). Without
-/// channels the `.eml` file is written and its path printed.
+/// channels the `.eml` file is written and its path printed. With
+/// HEARTBEAT_URL, one ping too, reported on a `heartbeat:` line like a
+/// channel (and failing the command like one).
 pub fn test_alert(cfg: &Config) -> Result<(), String> {
+    let channels = test_channels(cfg);
+    let Some(url) = &cfg.heartbeat.heartbeat_url else {
+        return channels;
+    };
+    let target = crate::config::mask_secret_url(url);
+    let beat = match crate::heartbeat::ping_bounded(url, cfg.health.health_timeout) {
+        Ok(t) => {
+            println!("heartbeat: ok ({target}, {} ms)", t.as_millis());
+            Ok(())
+        }
+        Err(reason) => {
+            println!("heartbeat: FAILED: {reason} ({target})");
+            Err(format!("the heartbeat ping failed: {reason}"))
+        }
+    };
+    match (channels, beat) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+    }
+}
+
+/// [`test_alert`]'s alert channels.
+fn test_channels(cfg: &Config) -> Result<(), String> {
     let d = Dispatcher::new(cfg);
     let time = SystemTime::now();
     let ctx = Context {
