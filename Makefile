@@ -11,7 +11,7 @@ DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: demo test test-systemd test-docker test-nohup release bench compare soak fuzz install deb clean help
+.PHONY: demo test test-deps test-systemd test-docker test-nohup release bench compare soak fuzz install deb clean help
 
 help:
 	@echo "make demo     run the monitor on the bundled demo server (foreground, Ctrl-C stops)"
@@ -50,7 +50,7 @@ demo:
 		--check-interval 2 --health-timeout 1 --restart-cooldown 10 --log-level debug \
 		-- ../target/debug/demo-server --port $(DEMO_PORT) --log-dir demo-logs
 
-test:
+test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
@@ -60,6 +60,12 @@ test:
 # The deployment paths, for real (they build the static release binaries).
 # test-docker needs root: it installs docker.io/docker-compose when missing and
 # starts its own dockerd when none answers.
+# The status tests (tests/it/status.rs) run promtool and a real Prometheus:
+# Debian's `prometheus` package, installed when missing (needs root).
+test-deps:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
 test-docker:
 	tests/deploy/docker.sh
 

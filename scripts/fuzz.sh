@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the pure parsers with cargo-fuzz (libFuzzer): the env-file parser,
-# the command-line word splitter, the duration parser and the health-body
-# classifier. The targets and their properties are in scripts/fuzz/fuzz_targets/.
+# the command-line word splitter, the duration parser, the health-body
+# classifier and the status request parser. The targets and their properties are in scripts/fuzz/fuzz_targets/.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default: 600 s, every target)
 #   JOBS=N       targets run N at a time (default 1; the machine has 2 cores)
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(env_file split_words duration classify)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(env_file split_words duration classify request)
 JOBS=${JOBS:-1}
 FUZZ=(cargo fuzz)
 export RUSTC_BOOTSTRAP=1
@@ -43,6 +43,7 @@ seed split_words cmd 'sh -c "echo \\"$1\\" a\\\\b" '"'"'it'"'"'\\'"'"''"'"'s'"'"
 seed duration units '1.5h'
 seed duration seconds ' 0.000000001 '
 seed classify demo '\310\000\001{"status": "healthy", "uptime": 3600.5, "memory": {"status": "healthy", "used": 150, "total": 16384}, "system": {"platform": "linux", "cpuUsage": {"percent": 5.2}}, "services": {"database": {"status": "healthy", "responseTime": 45}}}'
+seed request get 'GET /metrics?x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic dTowMTIzNDU2Nzg5YWJjZGVm\r\n\r\n'
 seed classify unhealthy '\310\000\001{"status":"Unhealthy"}'
 
 echo "fuzz: building the targets"

@@ -10,7 +10,9 @@
 //! are no API: `cli`, `command` and `config` for `src/main.rs`; `sys` for the
 //! demo server (`src/bin/demo-server.rs`); `config` and `health` for the
 //! property tests (`tests/it/properties.rs`); `history` for the history
-//! tests (`tests/it/history.rs`, `tests/it/report_html.rs`).
+//! tests (`tests/it/history.rs`, `tests/it/report_html.rs`);
+//! `status` (its `request` parser alone) for the property tests and the
+//! fuzz target (issue 13).
 //!
 //! This file holds the module list and the lint settings, nothing else.
 #![deny(unsafe_code)]
@@ -43,6 +45,8 @@ pub(crate) mod report; // issue 12
 pub(crate) mod restart;
 pub(crate) mod server;
 pub(crate) mod state;
+#[doc(hidden)]
+pub mod status; // issue 13: only `status::request` is for tests/ and scripts/fuzz
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod sys;

@@ -127,7 +127,9 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
-    Monitor::new(cfg, signals, lock).run()
+    // Issue 13: the status endpoints (a bind error is a runtime error naming STATUS_LISTEN).
+    let live = crate::status::live::Live::new(cfg, Instant::now()).map_err(RunError::Setup)?;
+    Monitor::new(cfg, signals, lock, live).run()
 }
 
 /// Fault injection for the tests, in debug builds only: with
@@ -183,6 +185,8 @@ struct Monitor<'a> {
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
+    /// Issue 13: the status listener, /metrics figures, recent checks.
+    live: crate::status::live::Live,
     /// HEARTBEAT_URL's pinger, when it is set.
     heartbeat: Option<crate::heartbeat::Heartbeat>,
     /// MEMORY_LIMIT and the server's memory and CPU (src/usage.rs).
@@ -195,7 +199,12 @@ struct Monitor<'a> {
 }
 
 impl<'a> Monitor<'a> {
-    fn new(cfg: &'a Config, signals: Signals, lock: Lock) -> Monitor<'a> {
+    fn new(
+        cfg: &'a Config,
+        signals: Signals,
+        lock: Lock,
+        live: crate::status::live::Live,
+    ) -> Monitor<'a> {
         let now = Instant::now();
         let base = State {
             monitor_pid: std::process::id(),
@@ -221,6 +230,7 @@ impl<'a> Monitor<'a> {
             next_restore: now,
             notify: Notifier::from_env(now),
             alerts,
+            live,
             heartbeat: cfg.heartbeat.heartbeat_url.as_deref().map(|url| {
                 crate::heartbeat::Heartbeat::new(
                     url,
@@ -253,6 +263,9 @@ impl<'a> Monitor<'a> {
             self.hand_over_oncall(); // issue 11
             self.state.save(&snap, pid, Instant::now());
             self.notify.tell(&snap, pid, Instant::now());
+            // Issue 13: the figures of this turn, then serve what is ready.
+            let state = self.state.current();
+            self.live.turn(&snap, state, &self.alerts, Instant::now());
             self.wait();
         }
         self.shut_down();
@@ -318,7 +331,7 @@ impl<'a> Monitor<'a> {
 
     /// The named deadlines the loop's wait takes the earliest of. A new
     /// timer is added here, with a [`Wake`] of its own.
-    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 8] {
+    fn deadlines(&self, now: Instant) -> [Option<Deadline>; 9] {
         let at = |at: Option<Instant>, reason| at.map(|at| Deadline { at, reason });
         // With no timer of the policy's, the loop still turns now and then.
         let policy = at(self.policy.next_wakeup(), Wake::Policy).unwrap_or(Deadline {
@@ -331,6 +344,7 @@ impl<'a> Monitor<'a> {
             at(self.notify.next_ping(), Wake::Watchdog),
             at(Some(self.next_sweep), Wake::Housekeeping),
             at(self.state.next_due(), Wake::StateSave),
+            at(self.live.next_deadline(), Wake::Status), // issue 13
             at(
                 self.heartbeat.as_ref().and_then(|h| h.next_due()),
                 Wake::Heartbeat,
@@ -340,14 +354,17 @@ impl<'a> Monitor<'a> {
         ]
     }
 
-    /// The descriptors that end the wait at once: the signal wake-up socket,
-    /// the server's pidfd, its log writers' pidfds (in that order).
-    fn wake_fds(&self) -> Vec<BorrowedFd<'_>> {
-        let mut fds = vec![self.signals.wake_fd()];
+    /// The descriptors that end the wait at once, each with whether it is
+    /// waited on for writing: the signal wake-up socket, the server's pidfd,
+    /// its log writers' pidfds, then the status listener's (issue 13: its
+    /// socket and connections, some for writing), in that order.
+    fn wake_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        let mut fds = vec![(self.signals.wake_fd(), false)];
         if let Some(s) = &self.server {
-            fds.push(s.pidfd());
-            fds.extend(s.writer_pidfds());
+            fds.push((s.pidfd(), false));
+            fds.extend(s.writer_pidfds().into_iter().map(|fd| (fd, false)));
         }
+        fds.extend(self.live.fds());
         fds
     }
 
@@ -363,10 +380,14 @@ impl<'a> Monitor<'a> {
         let woke = if timeout.is_zero() {
             next.reason
         } else {
-            let ready = sys::poll_readable(&self.wake_fds(), timeout).unwrap_or_default();
+            let fds = self.wake_fds();
+            let ready = sys::poll_ready(&fds, timeout).unwrap_or_default();
+            // Issue 13: the status listener's descriptors come last.
+            let ours = fds.len() - self.live.fds().len();
             self.signals.drain();
             match ready.iter().position(|&r| r) {
                 Some(0) => Wake::Signal,
+                Some(i) if i >= ours => Wake::Status,
                 Some(1) => Wake::ServerExit,
                 Some(_) => Wake::LogWriterExit,
                 None => next.reason,
@@ -461,6 +482,8 @@ impl<'a> Monitor<'a> {
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
         log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
+        self.live.exited(&cause); // issue 13
+
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it
         // (nor hold the port or the capture pipes against the next start).
@@ -541,6 +564,9 @@ impl<'a> Monitor<'a> {
                 CheckOutcome::Healthy { .. } => None,
             },
         });
+        if let Some(last) = &self.state.current().last_check {
+            self.live.checked(last, c.latency); // issue 13
+        }
         Some(c.outcome)
     }
 
@@ -623,7 +649,9 @@ impl<'a> Monitor<'a> {
         }
         if kind.is_restart() {
             self.stop_server();
-            self.state.restarted(SystemTime::now());
+            let wall = SystemTime::now();
+            self.state.restarted(wall);
+            self.live.restarting(&kind, wall); // issue 13
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.
@@ -724,6 +752,7 @@ impl<'a> Monitor<'a> {
         };
         let mut msg = alert::render(a, &ctx);
         self.usage.annotate(a, &mut msg.body);
+        self.live.alerted(a, &utc_iso8601_millis(now)); // issue 13
         let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
@@ -932,6 +961,8 @@ enum Wake {
     Housekeeping,
     /// A last check held back from the state file is due to be written.
     StateSave,
+    /// Issue 13: a status client is ready, or its exchange's deadline passed.
+    Status,
     /// A heartbeat ping is due, or the one in flight is overdue.
     Heartbeat,
     /// The history's heartbeat, day line or pruning (issue 12).
@@ -953,6 +984,7 @@ impl Wake {
             Wake::Watchdog => "watchdog",
             Wake::Housekeeping => "housekeeping",
             Wake::StateSave => "state save",
+            Wake::Status => "status",
             Wake::Heartbeat => "heartbeat",
             Wake::History => "history",
             Wake::Escalation => "escalation",

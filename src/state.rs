@@ -236,6 +236,12 @@ impl Writer {
         acks.drain(..excess);
     }
 
+    /// The state as of the last save, less the time stamps (issue 13: the
+    /// status endpoints render it from memory).
+    pub fn current(&self) -> &State {
+        &self.state
+    }
+
     /// When a last check that was held back is due to be written.
     pub fn next_due(&self) -> Option<Instant> {
         (self.state.last_check != self.written_check

@@ -78,6 +78,32 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Ve
     Ok(pfds.iter().map(|p| p.revents != 0).collect())
 }
 
+/// [`poll_readable`] with a direction per descriptor: `(fd, true)` waits
+/// for it to be writable, `(fd, false)` readable (the status listener's
+/// connections with an unsent rest, issue 13). Returns which are ready
+/// (including an error or hang-up).
+pub fn poll_ready(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, write)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: if *write { libc::POLLOUT } else { libc::POLLIN },
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfds is a valid, exclusively borrowed array of pollfd of the given length.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if ret == -1 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
 /// Sends `sig` to process `pid`.
 pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     if pid <= 1 || pid > i32::MAX as u32 {

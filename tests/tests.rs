@@ -23,4 +23,5 @@ mod it {
     mod report_html;
     mod restart;
     mod service;
+    mod status;
 }

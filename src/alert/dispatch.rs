@@ -98,6 +98,9 @@ pub struct Dispatcher {
     /// Channels that failed in this turn, and when the entry that failed on
     /// them is due again.
     down: HashMap<Channel, Instant>,
+    /// Delivery attempts by (channel, `sent` | `failed`), for /metrics
+    /// (issue 13); counted in [`Dispatcher::record`].
+    pub outcomes: HashMap<(Channel, &'static str), u64>,
 }
 
 /// One channel's failed attempt, for the log line after the round.
@@ -142,7 +145,13 @@ impl Dispatcher {
             cancel: None,
             turn_start: None,
             down: HashMap::new(),
+            outcomes: HashMap::new(),
         }
+    }
+
+    /// How many alerts wait in the outbox (for /metrics, issue 13).
+    pub fn pending(&self) -> usize {
+        self.schedule.len()
     }
 
     /// [`Dispatcher::new`], then the entries an earlier run left in
@@ -394,8 +403,8 @@ impl Dispatcher {
             let Some(channels) = self.choose(&id, &entry, &down) else {
                 continue;
             };
-            let (failed, stop) = self.attempt_all(&mut entry, &channels);
-            self.record(&id, &entry, failed, &mut down);
+            let (sent, failed, stop) = self.attempt_all(&mut entry, &channels);
+            self.record(&id, &entry, (&sent, failed), &mut down);
             if stop {
                 break;
             }
@@ -433,20 +442,25 @@ impl Dispatcher {
 
     /// Tries `channels` in turn while the turn's budget has room for a whole
     /// attempt and the monitor is not stopping; marks what each took.
-    /// Returns the failures, and whether the round must stop here.
-    fn attempt_all(&mut self, entry: &mut Entry, channels: &[Channel]) -> (Vec<Failure>, bool) {
-        let mut failed = Vec::new();
+    /// Returns the channels that took it, the failures, and whether the
+    /// round must stop here.
+    fn attempt_all(
+        &mut self,
+        entry: &mut Entry,
+        channels: &[Channel],
+    ) -> (Vec<Channel>, Vec<Failure>, bool) {
+        let (mut sent, mut failed) = (Vec::new(), Vec::new());
         for &channel in channels {
             if self.is_cancelled() {
                 log::info!(subject = entry.subject.as_str(), channel = channel.as_str();
                     "the monitor is stopping: the alert stays in the outbox for the next start");
-                return (failed, true);
+                return (sent, failed, true);
             }
             let now = Instant::now();
             if !room_for_attempt(self.turn_start, now, self.timeout) {
                 // No room for another whole attempt: what is left waits
                 // for the next loop turn (still due), after the checks.
-                return (failed, true);
+                return (sent, failed, true);
             }
             self.turn_start.get_or_insert(now);
             let attempt = entry.count_attempt(channel.as_str());
@@ -461,6 +475,7 @@ impl Dispatcher {
                             "alert delivered");
                     }
                     entry.mark_delivered(channel.as_str());
+                    sent.push(channel);
                 }
                 Err(reason) => failed.push(Failure {
                     channel,
@@ -470,19 +485,24 @@ impl Dispatcher {
                 }),
             }
         }
-        (failed, false)
+        (sent, failed, false)
     }
 
-    /// After a round: an entry every channel has leaves the outbox; else the
-    /// failures set its retry, are logged, and mark their channels down for
-    /// the rest of the turn, and its progress is saved.
+    /// After a round: the attempts are tallied (issue 13); an entry every
+    /// channel has leaves the outbox; else the failures set its retry, are
+    /// logged, and mark their channels down for the rest of the turn, and
+    /// its progress is saved.
     fn record(
         &mut self,
         id: &Id,
         entry: &Entry,
-        failed: Vec<Failure>,
+        (sent, failed): (&[Channel], Vec<Failure>),
         down: &mut HashMap<Channel, Instant>,
     ) {
+        let tried = sent.iter().map(|&c| (c, "sent"));
+        for key in tried.chain(failed.iter().map(|f| (f.channel, "failed"))) {
+            *self.outcomes.entry(key).or_default() += 1;
+        }
         if self
             .channels()
             .iter()

@@ -12,6 +12,8 @@
 //! - `parse_env_file`: problems name lines that exist; the entries, written
 //!   back quoted, parse the same; `Config::render` parses back to the same
 //!   Config.
+//! - `status::request::parse`: a decision on a prefix is final; only GET and
+//!   HEAD are complete; a well-formed head parses to its method and path.
 //!
 //! Not here: anything with a process or a socket (the other modules).
 //! Every test runs well under a second in a debug build.
@@ -406,4 +408,83 @@ fn render_output_parses_back_to_the_same_config() {
     }
     // Most random settings are accepted: the property was really exercised.
     assert!(resolved > CASES / 6, "only {resolved} configs resolved");
+}
+
+/// Pieces of HTTP request heads (issue 13: the status listener's parser).
+const HTTPISH: &[&str] = &[
+    "GET",
+    "HEAD",
+    "POST",
+    " ",
+    "/",
+    "/metrics",
+    "?a=b",
+    "#",
+    " HTTP/1.1",
+    " HTTP/1.0",
+    " HTTP/2",
+    "\r\n",
+    "\n",
+    "\r",
+    "Host: x",
+    "Authorization: Bearer t",
+    ":",
+    "Content-Length: 1",
+    "\t",
+    "\0",
+    "é",
+    "\u{7f}",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+
+/// `status::request::parse`: never panics; a decision on a prefix is final
+/// (the listener parses what has come so far); "incomplete" only under the
+/// 8 KiB cap; a complete request is a GET or HEAD of a path without its
+/// query; a well-formed head parses to its method and path.
+#[test]
+fn request_parser_decides_once_and_only_for_get_or_head() {
+    use server_monitor::status::request::{parse, Method, Parse, MAX_HEAD};
+    let mut rng = Rng::new("request_parser");
+    for _ in 0..CASES {
+        let mut raw: Vec<u8> = rng.text(HTTPISH, 24).into_bytes();
+        if rng.below(4) == 0 {
+            for _ in 0..rng.below(64) {
+                raw.push(rng.next() as u8);
+            }
+        }
+        if rng.below(50) == 0 {
+            raw.resize(MAX_HEAD + rng.below(100), b'x');
+        }
+        let whole = parse(&raw);
+        match &whole {
+            Parse::Incomplete => assert!(raw.len() < MAX_HEAD, "{raw:?}"),
+            Parse::Complete(r) => {
+                assert!(matches!(r.method, Method::Get | Method::Head));
+                assert!(
+                    r.path.starts_with('/') && !r.path.contains(['?', '#', ' ']),
+                    "{r:?}"
+                );
+            }
+            Parse::Refused(code) => assert!([400, 405, 413, 431, 505].contains(code), "{code}"),
+        }
+        // Whatever a prefix decided, the whole says the same.
+        let cut = rng.below(raw.len() + 1);
+        let prefix = parse(&raw[..cut]);
+        if prefix != Parse::Incomplete {
+            assert_eq!(prefix, whole, "prefix {:?} of {raw:?}", &raw[..cut]);
+        }
+        // A well-formed head around random (printable) header values.
+        let method = rng.pick(&["GET", "HEAD"]);
+        let path = rng.pick(&["/", "/metrics", "/status.json", "/x/y"]);
+        let value: String = rng.text(&["a", "b", " ", "=", "é", "\"", ":"], 20);
+        let head = format!("{method} {path}?q HTTP/1.1\r\nHost: h\r\nX-V: {value}\r\n\r\n");
+        match parse(head.as_bytes()) {
+            Parse::Complete(r) => assert_eq!(
+                (format!("{:?}", r.method).to_uppercase(), r.path.as_str()),
+                (method.to_string(), path),
+                "{head:?}"
+            ),
+            other => panic!("{head:?}: {other:?}"),
+        }
+    }
 }
