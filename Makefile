@@ -4,8 +4,11 @@ CARGO       ?= cargo
 TARGET      := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/server-monitor
 # Static (glibc linked in; no musl target here) and not position-independent:
-# no run-time relocations, 110 KiB smaller.
-RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
+# no run-time relocations, 110 KiB smaller. No .eh_frame_hdr (47 KB): it is
+# the unwinder's index, and nothing unwinds in a panic = "abort" binary (a
+# panic re-executes the monitor: src/reexec.rs); only a RUST_BACKTRACE
+# backtrace is lost.
+RELEASE_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr
 DEMO_PORT   ?= 8000
 DEMO_DIR    ?= demo-run
 PREFIX      ?= /usr/local

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${NO_BUILD:-0}" != 1 ]; then
-  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build --quiet --release \
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr" cargo build --quiet --release \
     --target x86_64-unknown-linux-gnu --bins
 fi
 exec python3 scripts/bench.py "$@"

@@ -2,10 +2,15 @@
 //! clients (the SMTP channel, HTTPS health checks and webhooks).
 //!
 //! Trust is the system's CA bundle (`SSL_CERT_FILE` when it was set, else
-//! the first bundle found of the usual distribution paths; Mozilla's roots
-//! compiled in when there is none) plus the certificates of an optional
-//! extra PEM file (`SMTP_CA_FILE`, `HEALTH_CA_FILE`). One crypto provider:
-//! ring.
+//! the first bundle found of the usual distribution paths) plus the
+//! certificates of an optional extra PEM file (`SMTP_CA_FILE`,
+//! `HEALTH_CA_FILE`). One crypto provider: ring.
+//!
+//! NOTE: no roots are compiled in. Mozilla's (webpki-roots) cost about 60 KB
+//! of a binary whose whole budget is 3.2 MiB, and a host without a CA bundle
+//! is rare (the `ca-certificates` package; an app image that does https has
+//! one). Without a bundle every https peer is untrusted: the monitor says so
+//! once at start ([`missing_bundle_warning`]) and the failures name it.
 //!
 //! Not here: connecting, classifying errors (each client words its own).
 
@@ -30,7 +35,7 @@ pub const SYSTEM_BUNDLES: &[&str] = &[
 
 /// The system's CA bundle: `SSL_CERT_FILE` when given (it replaces the
 /// default, as in OpenSSL), else the first of [`SYSTEM_BUNDLES`] that
-/// `exists`; `None`: use the compiled-in roots.
+/// `exists`; `None`: there is none (only a `*_CA_FILE` can be trusted).
 pub fn system_bundle(
     ssl_cert_file: Option<PathBuf>,
     exists: impl Fn(&Path) -> bool,
@@ -58,19 +63,16 @@ pub fn pem_certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaFileError(pub PathBuf, pub String);
 
-/// The roots: the system bundle (or the compiled-in roots when it is
-/// missing or empty) plus every certificate of `ca_file`.
+/// The roots: the system bundle (nothing when it is missing or empty) plus
+/// every certificate of `ca_file`.
 pub fn roots(system: Option<&Path>, ca_file: Option<&Path>) -> Result<RootCertStore, CaFileError> {
     let mut roots = RootCertStore::empty();
     let system = system
         .and_then(|p| fs::read(p).ok())
         .map(|pem| pem_certificates(&pem))
         .filter(|certs| !certs.is_empty());
-    match system {
-        Some(certs) => {
-            roots.add_parsable_certificates(certs);
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    if let Some(certs) = system {
+        roots.add_parsable_certificates(certs);
     }
     if let Some(path) = ca_file {
         let ca_err = |e: String| CaFileError(path.to_path_buf(), e);
@@ -97,6 +99,21 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> 
     Ok(Arc::new(config))
 }
 
+/// The start-up warning when TLS is configured (`uses_tls`) but no system CA
+/// bundle exists: every https peer would then be untrusted, unless its CA
+/// is in the `*_CA_FILE` given.
+pub fn missing_bundle_warning(uses_tls: bool, bundle: Option<&Path>) -> Option<String> {
+    if !uses_tls || bundle.is_some_and(Path::is_file) {
+        return None;
+    }
+    Some(format!(
+        "no CA bundle found (SSL_CERT_FILE unset or unreadable; looked for {}): TLS peers \
+         will be untrusted unless their CA is in HEALTH_CA_FILE or SMTP_CA_FILE; install \
+         ca-certificates or set SSL_CERT_FILE",
+        SYSTEM_BUNDLES[0]
+    ))
+}
+
 /// Why [`default_client_config`] could not build a configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetupError {
@@ -119,7 +136,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssl_cert_file_replaces_the_system_bundle_and_none_means_compiled_in_roots() {
+    fn ssl_cert_file_replaces_the_system_bundle_and_none_means_no_roots() {
         let only = |wanted: &'static str| move |p: &Path| p == Path::new(wanted);
         assert_eq!(
             system_bundle(Some("/x/ca.pem".into()), only("/etc/ssl/cert.pem")),
@@ -134,6 +151,17 @@ mod tests {
             Some(PathBuf::from("/etc/pki/tls/certs/ca-bundle.crt"))
         );
         assert_eq!(system_bundle(None, |_| false), None);
+    }
+
+    #[test]
+    fn no_bundle_means_no_roots_and_a_warning_when_tls_is_used() {
+        let missing = Path::new("/nonexistent/ca.pem");
+        assert!(roots(Some(missing), None).unwrap().is_empty());
+        assert!(roots(None, None).unwrap().is_empty());
+        let warning = missing_bundle_warning(true, None).unwrap();
+        assert!(warning.contains("SSL_CERT_FILE") && warning.contains("HEALTH_CA_FILE"));
+        assert_eq!(missing_bundle_warning(false, None), None);
+        assert!(missing_bundle_warning(true, Some(missing)).is_some());
     }
 
     #[test]

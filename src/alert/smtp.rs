@@ -8,8 +8,8 @@
 //!   `SMTP_USERNAME` / `SMTP_PASSWORD` when they are set.
 //! - Trust: certificates are always verified, against the system's CA bundle
 //!   (`SSL_CERT_FILE` when it was set at start, else the first bundle found
-//!   of the usual distribution paths; Mozilla's roots compiled in when there
-//!   is none) plus the certificates in `SMTP_CA_FILE`. We build our own
+//!   of the usual distribution paths; none compiled in, see `tls`) plus the
+//!   certificates in `SMTP_CA_FILE`. We build our own
 //!   rustls `ClientConfig` on the `ring` provider and hand mail-send the
 //!   connector, so its platform verifier is never used. The roots are read
 //!   per delivery: an idle monitor holds none of them, and a renewed bundle

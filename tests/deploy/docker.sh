@@ -180,7 +180,7 @@ container_ps() {
 
 t=$(now)
 make -s release >/dev/null || fatal "make release failed"
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr" \
     cargo build -q --release --target "$TARGET" --bin demo-server ||
     fatal "the static demo-server build failed"
 say "static binaries ready ($(since "$t") s)"

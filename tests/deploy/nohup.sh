@@ -112,7 +112,7 @@ server_pid() { head -1 "$APP/logs/server.pid" 2>/dev/null; }
 
 t=$(now)
 make -s release >/dev/null || fatal "make release failed"
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr" \
     cargo build -q --release --target "$TARGET" --bin demo-server ||
     fatal "the static demo-server build failed"
 say "release binaries ready ($(since "$t") s)"

@@ -14,7 +14,7 @@ source tests/deploy/lib.sh
 need_root tests/deploy/systemd.sh
 
 TARGET=x86_64-unknown-linux-gnu
-RELEASE_RUSTFLAGS=${RELEASE_RUSTFLAGS:--C target-feature=+crt-static -C relocation-model=static}
+RELEASE_RUSTFLAGS=${RELEASE_RUSTFLAGS:--C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr}
 work=$top/target/deploy
 root=$work/bookworm-root
 mkdir -p "$work"
