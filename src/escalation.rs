@@ -214,7 +214,7 @@ impl Escalation {
         self.episode.is_some()
     }
 
-    #[cfg(test)] // read by the tests only
+    /// The pause under way, if any.
     pub fn pause(&self) -> Option<&Pause> {
         self.pause.as_ref()
     }

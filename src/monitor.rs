@@ -297,8 +297,12 @@ impl<'a> Monitor<'a> {
             // NOTE: a batch is always carried out whole, even when a
             // signal came meanwhile: it may hold an alert.
             let actions = self.policy.handle(event.clone(), Instant::now());
+            // A pause begun or ended comes first: a restart its end lets go
+            // is written after the state the server was left in.
+            let pause = self.oncall.pause().map(|p| p.by.as_str());
+            self.history.follow_pause(pause);
             self.history
-                .observe(&event, &actions, self.policy.snapshot().phase); // history hook
+                .observe(&event, &actions, self.policy.snapshot().phase);
             for action in self.escalate(actions) {
                 // issue 11: through `escalation` ^
                 if let Some(next) = self.act(action) {
@@ -818,15 +822,14 @@ impl<'a> Monitor<'a> {
 
     /// Hands the heartbeat its turn (it never waits for a ping) and
     /// records a ping that ended. Pings go out only while the server is
-    /// healthy.
+    /// healthy and the monitor is not paused.
     fn heartbeat(&mut self) {
-        // NOTE: when a pause exists (issue 11), a paused monitor sends none
-        // either: `&& !paused` here.
         let healthy = self.policy.is_healthy();
+        let paused = self.oncall.pause().is_some();
         let Some(hb) = self.heartbeat.as_mut() else {
             return;
         };
-        if let Some(ping) = hb.turn(healthy, Instant::now()) {
+        if let Some(ping) = hb.turn(healthy, paused, Instant::now()) {
             self.state.heartbeat(state::LastHeartbeat {
                 time: utc_iso8601_millis(ping.time),
                 ok: ping.result.is_ok(),
