@@ -4,9 +4,12 @@
 //! SystemTime` (only for the times an alert or `status` shows); no I/O, no
 //! clock, no logging.
 //!
-//! The monitor passes every action of the policy through [`Escalation::handle`]
-//! and calls [`Escalation::tick`] each turn; [`Escalation::next_wakeup`] joins
-//! the loop's list of deadlines.
+//! The monitor passes every batch of the policy's actions through
+//! [`Escalation::pass`] ([`Escalation::handle`] each, then
+//! [`Escalation::tick`]); [`Escalation::next_wakeup`] joins the loop's list
+//! of deadlines; a pause request becomes the policy's event through
+//! [`Escalation::request`], the end of one through
+//! [`Escalation::expire_pause`].
 //!
 //! ```text
 //!   policy "Down" ---> incident open --ALERT_REMINDER--> "Still Down" 1
@@ -224,6 +227,18 @@ impl Escalation {
         self.incident.as_ref().map(|i| i.sent)
     }
 
+    /// One batch of the policy's actions, each through
+    /// [`handle`](Self::handle), then what is due of its own
+    /// ([`tick`](Self::tick)): the actions the monitor carries out.
+    pub fn pass(&mut self, actions: Vec<Action>, now: Instant, wall: SystemTime) -> Vec<Action> {
+        let mut out = Vec::new();
+        for a in actions {
+            out.extend(self.handle(a, now, wall));
+        }
+        out.extend(self.tick(now, wall));
+        out
+    }
+
     /// Passes one policy action through: a restart is recorded (and may
     /// make the server flapping), an alert may be suppressed, "Down" opens an
     /// incident and "Recovered" closes it.
@@ -436,6 +451,13 @@ impl Escalation {
             Some(_) => (true, Notice::Resumed { by }),
             None => (false, Notice::NotPaused { by }),
         }
+    }
+
+    /// The policy's `Resume` and what to log, once (see
+    /// [`pause_expired`](Self::pause_expired)).
+    pub fn expire_pause(&mut self, now: Instant) -> Option<(Event, Notice)> {
+        self.pause_expired(now)
+            .then_some((Event::Resume, Notice::PauseEnded))
     }
 
     /// True (once) when a pause with `--for` has run out at `now`.

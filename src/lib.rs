@@ -19,6 +19,7 @@
 
 pub(crate) mod alert;
 pub(crate) mod capture;
+pub(crate) mod chores;
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
