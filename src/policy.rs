@@ -58,7 +58,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::PolicySettings;
-use crate::health::CheckOutcome;
+use crate::health::{CheckOutcome, Reason};
 use crate::server::ExitCause;
 
 /// How the monitor begins.
@@ -307,7 +307,8 @@ enum Phase {
         started: Instant,
         deadline: Instant,
         next_probe: Instant,
-        last_failure: Option<String>,
+        /// The last probe's failure, said in the verification's failure.
+        last_failure: Option<Reason>,
     },
     Running {
         healthy_since: Option<Instant>,
@@ -579,7 +580,9 @@ impl Policy {
                     let reason = format!(
                         "not healthy within {}s ({})",
                         fmt_secs(self.rules.startup_timeout),
-                        last_failure.as_deref().unwrap_or("no answer")
+                        last_failure
+                            .as_ref()
+                            .map_or_else(|| "no answer".to_string(), ToString::to_string)
                     );
                     let kind = kind.clone();
                     self.verify_failed(kind, reason, now, out);
@@ -628,10 +631,16 @@ impl Policy {
 
     fn checked(&mut self, outcome: CheckOutcome, now: Instant, out: &mut Vec<Action>) {
         let healthy = outcome.is_healthy();
-        let reason = match &outcome {
-            CheckOutcome::Failed(r) => r.to_string(),
-            CheckOutcome::Healthy { .. } => String::new(),
+        let failure = match outcome {
+            CheckOutcome::Failed(r) => Some(r),
+            CheckOutcome::Healthy { .. } => None,
         };
+        // Words only where they leave as words: `last_error` (which holds
+        // exit causes and spawn errors too) and a restart's cause.
+        let reason = failure
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match &mut self.phase {
             Phase::Idle | Phase::Starting { .. } => {}
             Phase::Verifying {
@@ -649,7 +658,7 @@ impl Policy {
                     self.verified(kind, now, out);
                     out.push(Action::Note(note));
                 } else {
-                    *last_failure = Some(reason);
+                    *last_failure = failure;
                 }
             }
             Phase::Running { healthy_since } => {
@@ -1103,6 +1112,27 @@ mod tests {
         fn phase(&self) -> PhaseName {
             self.p.snapshot().phase
         }
+    }
+
+    #[test]
+    fn a_failed_verification_says_the_last_probe_failure() {
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        s.feed(Event::Spawned);
+        s.feed(Event::Tick);
+        s.feed(Event::Checked(CheckOutcome::Failed(Reason::Refused)));
+        s.at(2.0)
+            .feed(Event::Checked(CheckOutcome::Failed(Reason::Http(503))));
+        let out = s.at(11.0).feed(Event::Tick);
+        let reason = out.iter().find_map(|a| match a {
+            Action::Note(Note::VerifyFailed { reason, .. }) => Some(reason.as_str()),
+            _ => None,
+        });
+        assert_eq!(reason, Some("not healthy within 10s (HTTP 503)"), "{out:?}");
+        assert_eq!(
+            s.p.snapshot().last_error.as_deref(),
+            Some("not healthy within 10s (HTTP 503)")
+        );
     }
 
     #[test]
