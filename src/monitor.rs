@@ -1,29 +1,39 @@
 //! The main loop.
 //!
 //! Each turn ([`Monitor::run`]): look at the shutdown flag; collect events
-//! (a planned restart asked, the server exited, a `Tick`); feed each to the
-//! policy with the clock read for it and carry out every action it returns
-//! (a check, a start, an alert, a log line), feeding results back as events;
-//! do the chores (LOG_DIR's files, dead log writers, due alert retries);
-//! save the state and tell systemd; then wait until the earliest of the
-//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd and the
-//! signal wake-up socket at the same time, so that a death or a signal ends
-//! the wait at once and an idle monitor costs nothing.
+//! (pause and planned-restart requests, a pause that ran out, the server
+//! exited, a `Tick`); feed each to the policy with the clock read for it,
+//! record what it changed in the history, pass its actions through the
+//! escalation (reminders, flap control, pauses) and carry out every one (a
+//! check, a start, an alert, a log line), feeding results back as events;
+//! do the chores (the history's tick, LOG_DIR's files, dead log writers, the
+//! heartbeat, due alert retries, a memory sample); save the state, tell
+//! systemd, serve the status endpoints; then wait until the earliest of the
+//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd, the
+//! signal wake-up socket and the status listener at the same time, so that a
+//! death, a signal or a status client ends the wait at once and an idle
+//! monitor costs nothing.
 //!
 //! The side jobs live with what they touch: the state file's throttling in
 //! `state::Writer`, STOP_COMMAND in `server::stop_foreign`, the STATUS
 //! wording in `notify`, planned-restart bookkeeping in `restart`, signal
-//! set-up in `sys::Signals`.
+//! set-up in `sys::Signals`, LOG_DIR's housekeeping in `chores`, the
+//! history's records in `history::Recorder`, the on-call decisions in
+//! `escalation`, MEMORY_LIMIT in `usage`, the pings in `heartbeat`, the
+//! status endpoints in `status::live`. What stays here is the order of
+//! things and what a check or a start means given the processes
+//! ([`Monitor::judge`]).
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
-//! long-lived one that runs the checks (so that a stop signal
-//! need not wait for HEALTH_TIMEOUT; see `health::Checker`); with
-//! HEARTBEAT_URL, the long-lived one that sends its pings (`heartbeat`); a webhook POST's
+//! long-lived one that runs the checks (so that a stop signal need not wait
+//! for HEALTH_TIMEOUT; see `health::Checker`); with HEARTBEAT_URL, the
+//! long-lived one that sends its pings (`heartbeat`); a webhook POST's
 //! thread while one is under way; short-lived watchdog pingers during a long
-//! stop or delivery (`Notifier::keep_alive`); and, for the length of one email delivery, a
-//! current-thread tokio runtime (plus tokio's thread for resolving a host
-//! name). An idle monitor has three threads: this one, ctrlc's and the
-//! checks' helper (four with HEARTBEAT_URL, once the first ping went out).
+//! stop or delivery (`Notifier::keep_alive`); and, for the length of one
+//! email delivery, a current-thread tokio runtime (plus tokio's thread for
+//! resolving a host name). An idle monitor has three threads: this one,
+//! ctrlc's and the checks' helper (four with HEARTBEAT_URL, once the first
+//! ping went out).
 
 use std::collections::VecDeque;
 use std::fmt;

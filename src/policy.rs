@@ -17,6 +17,9 @@
 //!   +--- attempts left, cooldown over                                               |
 //!                attempts used up / cannot restart: GivenUp ---healthy: Recovered-->+
 //!                      (RETRY_AFTER_GIVE_UP: one more Start every so often)
+//!
+//!   Pause (any phase): no automatic restart until Resume ("restart held");
+//!   Resume: a fresh start, and a server that exited meanwhile restarts at once
 //! ```
 //!
 //! Rules enforced here (SPEC.md "How it behaves"):
@@ -52,7 +55,13 @@
 //!   one sample under the limit resets that count, so one spike never
 //!   restarts; a sample over the limit breaks the stable period, and a
 //!   healthy check does not cancel a memory restart the cooldown holds, nor
-//!   ends a give-up while the last sample was over the limit.
+//!   ends a give-up while the last sample was over the limit;
+//! - pause (`Event::Pause`, SPEC `server-monitor pause`): checks go on, but
+//!   no automatic restart is made, nor a retry out of give-up (a due restart
+//!   is noted once, [`Note::HeldByPause`]); a planned restart, asked by a
+//!   person, still goes. `Event::Resume` starts afresh: failures and
+//!   attempts at zero, a give-up episode closed, no cooldown; a server that
+//!   exited meanwhile is restarted at once (RESTART_ON_EXIT).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -346,7 +355,7 @@ pub struct Policy {
     down_failures: u32,
     /// Checks in a row with the memory above MEMORY_LIMIT.
     memory_over: u32,
-    /// Issue 11: paused (maintenance): no restart until `Event::Resume`.
+    /// Paused (maintenance): no restart until `Event::Resume`.
     paused: bool,
     /// While paused: the server exited (its cause), and "restart held"
     /// was logged.
@@ -911,7 +920,7 @@ impl Policy {
         out.push(Action::Start(kind));
     }
 
-    /// Issue 11: a pause holds back every restart (a planned one, asked
+    /// A pause holds back every restart (a planned one, asked
     /// by a person, still goes); checks go on.
     fn pause(&mut self) {
         self.paused = true;
