@@ -1063,6 +1063,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_that_runs_out_is_the_policys_resume_once() {
+        let mut s = Scenario::new(rules());
+        s.e.begin_pause("bob".into(), Some(10 * SEC), s.now, s.wall());
+        assert_eq!(s.e.expire_pause(s.now), None);
+        s.after(10 * SEC);
+        assert_eq!(
+            s.e.expire_pause(s.now),
+            Some((Event::Resume, Notice::PauseEnded))
+        );
+        assert_eq!(s.e.expire_pause(s.now), None, "once");
+        assert!(s.e.pause().is_none());
+    }
+
+    #[test]
     fn paused_sends_no_alert_and_no_reminder() {
         let mut s = Scenario::new(Settings {
             alert_reminder: Some(SEC),
