@@ -6,7 +6,7 @@
 //! subcommand once, prints an [`Error`] as the one `server-monitor: …` line
 //! on stderr, and maps outcomes and errors to 0/1/2/3/78. The work itself
 //! lives in the modules these functions call (`monitor`, `health`, `state`,
-//! `restart`, `alert`, `capture`, `report`); this is the layer between them and `main`.
+//! `usage`, `restart`, `pause`, `alert`, `capture`, `report`); this is the layer between them and `main`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -106,7 +106,7 @@ pub fn check(cfg: &Config) -> Result<Outcome, Error> {
         .unwrap_or_else(|| health::check(&cfg.health));
     let ms = c.latency.as_secs_f64() * 1000.0;
     let url = &cfg.health.health_url;
-    // MEMORY_LIMIT (issue 11): the server's memory and CPU, if it runs.
+    // MEMORY_LIMIT: the server's memory and CPU, if it runs.
     let memory = crate::usage::check_line(&cfg.log.log_dir);
     let state = match c.outcome {
         CheckOutcome::Healthy { warnings } if warnings.is_empty() => {
@@ -144,13 +144,13 @@ pub fn status(cfg: &Config, json: bool) -> Result<Outcome, Error> {
         Ok(s) if json => {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
             v["monitor_running"] = serde_json::Value::Bool(running);
-            crate::report::status_json(dir, &mut v); // issue 12
+            crate::report::status_json(dir, &mut v);
             println!("{v}");
             Ok(Outcome::Done)
         }
         Ok(s) => {
             print!("{}", state::render(&s, running));
-            print!("{}", crate::report::status_text(dir)); // issue 12
+            print!("{}", crate::report::status_text(dir));
             Ok(Outcome::Done)
         }
         Err(e) => {
@@ -189,20 +189,20 @@ pub fn test_alert(cfg: &Config) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-/// `server-monitor pause [--for DURATION]` (issue 11): ask the running
+/// `server-monitor pause [--for DURATION]`: ask the running
 /// monitor for a maintenance pause and wait until it has taken it.
 pub fn pause(cfg: &Config, duration: Option<Duration>) -> Result<Outcome, Error> {
     crate::pause::run(cfg, true, duration).map_err(pause_error)?;
     Ok(Outcome::Done)
 }
 
-/// `server-monitor resume` (issue 11): end a pause.
+/// `server-monitor resume`: end a pause.
 pub fn resume(cfg: &Config) -> Result<Outcome, Error> {
     crate::pause::run(cfg, false, None).map_err(pause_error)?;
     Ok(Outcome::Done)
 }
 
-/// Issue 11: no monitor is exit 3, anything else exit 1 (as for `restart`).
+/// No monitor is exit 3, anything else exit 1 (as for `restart`).
 fn pause_error(e: crate::restart::ClientError) -> Error {
     match e {
         crate::restart::ClientError::NoMonitor(_) => Error::Absent(e.to_string()),
@@ -210,7 +210,7 @@ fn pause_error(e: crate::restart::ClientError) -> Error {
     }
 }
 
-/// `server-monitor report` (issue 12): availability and incidents from
+/// `server-monitor report`: availability and incidents from
 /// LOG_DIR/history, as text, JSON, CSV or an HTML page.
 pub fn report(cfg: &Config, request: &ReportRequest) -> Result<Outcome, Error> {
     crate::report::run(cfg, request).map_err(Error::Failed)?;

@@ -4,9 +4,12 @@
 //! SystemTime` (only for the times an alert or `status` shows); no I/O, no
 //! clock, no logging.
 //!
-//! The monitor passes every action of the policy through [`Escalation::handle`]
-//! and calls [`Escalation::tick`] each turn; [`Escalation::next_wakeup`] joins
-//! the loop's list of deadlines.
+//! The monitor passes every batch of the policy's actions through
+//! [`Escalation::pass`] ([`Escalation::handle`] each, then
+//! [`Escalation::tick`]); [`Escalation::next_wakeup`] joins the loop's list
+//! of deadlines; a pause request becomes the policy's event through
+//! [`Escalation::request`], the end of one through
+//! [`Escalation::expire_pause`].
 //!
 //! ```text
 //!   policy "Down" ---> incident open --ALERT_REMINDER--> "Still Down" 1
@@ -214,7 +217,7 @@ impl Escalation {
         self.episode.is_some()
     }
 
-    #[cfg(test)] // read by the tests only
+    /// The pause under way, if any.
     pub fn pause(&self) -> Option<&Pause> {
         self.pause.as_ref()
     }
@@ -222,6 +225,18 @@ impl Escalation {
     #[cfg(test)] // read by the tests only
     pub fn reminders_sent(&self) -> Option<u32> {
         self.incident.as_ref().map(|i| i.sent)
+    }
+
+    /// One batch of the policy's actions, each through
+    /// [`handle`](Self::handle), then what is due of its own
+    /// ([`tick`](Self::tick)): the actions the monitor carries out.
+    pub fn pass(&mut self, actions: Vec<Action>, now: Instant, wall: SystemTime) -> Vec<Action> {
+        let mut out = Vec::new();
+        for a in actions {
+            out.extend(self.handle(a, now, wall));
+        }
+        out.extend(self.tick(now, wall));
+        out
     }
 
     /// Passes one policy action through: a restart is recorded (and may
@@ -436,6 +451,13 @@ impl Escalation {
             Some(_) => (true, Notice::Resumed { by }),
             None => (false, Notice::NotPaused { by }),
         }
+    }
+
+    /// The policy's `Resume` and what to log, once (see
+    /// [`pause_expired`](Self::pause_expired)).
+    pub fn expire_pause(&mut self, now: Instant) -> Option<(Event, Notice)> {
+        self.pause_expired(now)
+            .then_some((Event::Resume, Notice::PauseEnded))
     }
 
     /// True (once) when a pause with `--for` has run out at `now`.
@@ -1038,6 +1060,20 @@ mod tests {
             t.sent.last(),
             Some((_, Alert::StableAgain { restarts, .. })) if restarts.len() == 4
         ));
+    }
+
+    #[test]
+    fn a_pause_that_runs_out_is_the_policys_resume_once() {
+        let mut s = Scenario::new(rules());
+        s.e.begin_pause("bob".into(), Some(10 * SEC), s.now, s.wall());
+        assert_eq!(s.e.expire_pause(s.now), None);
+        s.after(10 * SEC);
+        assert_eq!(
+            s.e.expire_pause(s.now),
+            Some((Event::Resume, Notice::PauseEnded))
+        );
+        assert_eq!(s.e.expire_pause(s.now), None, "once");
+        assert!(s.e.pause().is_none());
     }
 
     #[test]

@@ -33,12 +33,6 @@ use crate::config::HealthSettings;
 /// The most of a body that is read; one byte more makes the check fail.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Milliseconds to one decimal, as the log and the state file show a
-/// latency (a check's, a stop's, a delivery's).
-pub fn round_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
 /// What one check found, and how long it took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
@@ -462,14 +456,6 @@ fn warnings(
 mod tests {
     use super::*;
     use std::io::Read;
-
-    #[test]
-    fn latencies_are_rounded_to_a_tenth_of_a_millisecond() {
-        assert_eq!(round_ms(Duration::from_micros(1234)), 1.2);
-        assert_eq!(round_ms(Duration::from_micros(1250)), 1.3);
-        assert_eq!(round_ms(Duration::from_secs(2)), 2000.0);
-        assert_eq!(round_ms(Duration::ZERO), 0.0);
-    }
 
     fn settings() -> HealthSettings {
         HealthSettings {

@@ -282,15 +282,16 @@ impl Heartbeat {
 
     /// One loop turn: collects a finished ping (never waiting for one),
     /// then sends the next if it is due. `healthy`: whether the server
-    /// counts as healthy now. Returns the ping that finished, for the state
-    /// file.
-    pub fn turn(&mut self, healthy: bool, now: Instant) -> Option<Outcome> {
+    /// counts as healthy now; `paused`: whether the monitor is paused (SPEC:
+    /// no ping while paused, however healthy the server). Returns the ping
+    /// that finished, for the state file.
+    pub fn turn(&mut self, healthy: bool, paused: bool, now: Instant) -> Option<Outcome> {
         let finished = self.collect(now);
         if let Some(o) = &finished {
             self.say(&o.result, now);
         }
         let busy = self.worker.as_ref().is_some_and(|w| w.busy_since.is_some());
-        match self.schedule.turn(healthy, busy, now) {
+        match self.schedule.turn(healthy && !paused, busy, now) {
             Decision::Wait => {}
             Decision::Skip => {
                 log::debug!("heartbeat ping due while the previous one still runs: skipped");
@@ -474,6 +475,21 @@ mod tests {
         s.turn(true, false, t0);
         s.turn(false, false, t0 + secs(5.0));
         assert_eq!(s.next_due(), None, "no deadline while not healthy");
+    }
+
+    #[test]
+    fn no_ping_while_paused_however_healthy() {
+        // Nothing listens on port 1: a ping sent would fail, not hang.
+        let mut hb = Heartbeat::new("http://127.0.0.1:1/ping", secs(10.0), secs(1.0));
+        let t0 = Instant::now();
+        for t in [0.0, 10.0, 20.0, 30.0] {
+            assert!(hb.turn(true, true, t0 + secs(t)).is_none());
+            assert_eq!(hb.next_due(), None, "nothing due while paused (at {t} s)");
+            assert!(hb.worker.is_none(), "no ping was sent (at {t} s)");
+        }
+        hb.turn(true, false, t0 + secs(40.0));
+        assert!(hb.worker.is_some(), "a ping once the pause ended");
+        assert!(hb.next_due().is_some());
     }
 
     #[test]

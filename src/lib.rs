@@ -12,13 +12,14 @@
 //! property tests (`tests/it/properties.rs`); `history` for the history
 //! tests (`tests/it/history.rs`, `tests/it/report_html.rs`);
 //! `status` (its `request` parser alone) for the property tests and the
-//! fuzz target (issue 13).
+//! fuzz target.
 //!
 //! This file holds the module list and the lint settings, nothing else.
 #![deny(unsafe_code)]
 
 pub(crate) mod alert;
 pub(crate) mod capture;
+pub(crate) mod chores;
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
@@ -32,7 +33,7 @@ pub(crate) mod files;
 pub mod health;
 pub(crate) mod heartbeat;
 #[doc(hidden)]
-pub mod history; // issue 12: tests/it/history.rs writes synthetic history
+pub mod history;
 pub(crate) mod http;
 pub(crate) mod lock;
 pub mod logging;
@@ -41,15 +42,14 @@ pub(crate) mod notify;
 pub(crate) mod pause;
 pub(crate) mod policy;
 pub(crate) mod reexec;
-pub(crate) mod report; // issue 12
+pub(crate) mod report;
 pub(crate) mod restart;
 pub(crate) mod server;
 pub(crate) mod state;
 #[doc(hidden)]
-pub mod status; // issue 13: only `status::request` is for tests/ and scripts/fuzz
+pub mod status;
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod sys;
 pub(crate) mod tls;
-// MEMORY_LIMIT (issue 11)
 pub(crate) mod usage;

@@ -1,43 +1,53 @@
 //! The main loop.
 //!
 //! Each turn ([`Monitor::run`]): look at the shutdown flag; collect events
-//! (a planned restart asked, the server exited, a `Tick`); feed each to the
-//! policy with the clock read for it and carry out every action it returns
-//! (a check, a start, an alert, a log line), feeding results back as events;
-//! do the chores (LOG_DIR's files, dead log writers, due alert retries);
-//! save the state and tell systemd; then wait until the earliest of the
-//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd and the
-//! signal wake-up socket at the same time, so that a death or a signal ends
-//! the wait at once and an idle monitor costs nothing.
+//! (pause and planned-restart requests, a pause that ran out, the server
+//! exited, a `Tick`); feed each to the policy with the clock read for it,
+//! record what it changed in the history, pass its actions through the
+//! escalation (reminders, flap control, pauses) and carry out every one (a
+//! check, a start, an alert, a log line), feeding results back as events;
+//! do the chores (the history's tick, LOG_DIR's files, dead log writers, the
+//! heartbeat, due alert retries, a memory sample); save the state, tell
+//! systemd, serve the status endpoints; then wait until the earliest of the
+//! named deadlines ([`Monitor::deadlines`]) — on the server's pidfd, the
+//! signal wake-up socket and the status listener at the same time, so that a
+//! death, a signal or a status client ends the wait at once and an idle
+//! monitor costs nothing.
 //!
 //! The side jobs live with what they touch: the state file's throttling in
 //! `state::Writer`, STOP_COMMAND in `server::stop_foreign`, the STATUS
 //! wording in `notify`, planned-restart bookkeeping in `restart`, signal
-//! set-up in `sys::Signals`.
+//! set-up in `sys::Signals`, LOG_DIR's housekeeping in `chores`, the
+//! history's records in `history::Recorder`, the on-call decisions in
+//! `escalation`, MEMORY_LIMIT in `usage`, the pings in `heartbeat`, the
+//! status endpoints in `status::live`. What stays here is the order of
+//! things and what a check or a start means given the processes
+//! ([`Monitor::judge`]).
 //!
 //! Single-threaded: the only other threads are ctrlc's signal thread, the
-//! long-lived one that runs the checks (so that a stop signal
-//! need not wait for HEALTH_TIMEOUT; see `health::Checker`); with
-//! HEARTBEAT_URL, the long-lived one that sends its pings (`heartbeat`); a webhook POST's
+//! long-lived one that runs the checks (so that a stop signal need not wait
+//! for HEALTH_TIMEOUT; see `health::Checker`); with HEARTBEAT_URL, the
+//! long-lived one that sends its pings (`heartbeat`); a webhook POST's
 //! thread while one is under way; short-lived watchdog pingers during a long
-//! stop or delivery (`Notifier::keep_alive`); and, for the length of one email delivery, a
-//! current-thread tokio runtime (plus tokio's thread for resolving a host
-//! name). An idle monitor has three threads: this one, ctrlc's and the
-//! checks' helper (four with HEARTBEAT_URL, once the first ping went out).
+//! stop or delivery (`Notifier::keep_alive`); and, for the length of one
+//! email delivery, a current-thread tokio runtime (plus tokio's thread for
+//! resolving a host name). An idle monitor has three threads: this one,
+//! ctrlc's and the checks' helper (four with HEARTBEAT_URL, once the first
+//! ping went out).
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::alert;
+use crate::chores::Housekeeping;
 use crate::config::Config;
 use crate::health::{self, CheckOutcome};
 use crate::lock::{Lock, LockError};
-use crate::logging::utc_iso8601_millis;
+use crate::logging::{round_ms, utc_iso8601_millis};
 use crate::notify::Notifier;
 use crate::policy::{Action, Begin, Event, Policy, StartKind};
 use crate::server::{self, Adoption, Launch, PidFile, Server};
@@ -131,47 +141,18 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
         log::warn!(holder = who; "another process holds this LOG_DIR's lock socket name; relying on the lock file alone");
     }
 
-    warn_if_secret_file_readable(cfg);
+    if let Some((path, mode)) = cfg.readable_secret_file() {
+        log::warn!(path = path.display().to_string().as_str(), mode = format!("{mode:04o}").as_str();
+            "the env file holds SMTP_PASSWORD and other users can read it: chmod 600 it");
+    }
     let signals = Signals::install()
         .map_err(|e| RunError::Setup(format!("cannot set up signal handling: {e}")))?;
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(error = e.to_string().as_str(); "cannot become a child subreaper; orphaned grandchildren of the server will not be reaped here");
     }
-    // Issue 13: the status endpoints (a bind error is a runtime error naming STATUS_LISTEN).
+    // The status endpoints (a bind error is a runtime error naming STATUS_LISTEN).
     let live = crate::status::live::Live::new(cfg, Instant::now()).map_err(RunError::Setup)?;
     Monitor::new(cfg, signals, lock, live).run()
-}
-
-/// Fault injection for the tests, in debug builds only: with
-/// `SERVER_MONITOR_TEST_PANIC_AT_CHECK=N` the monitor panics at its N-th
-/// check, unless it was re-executed after a panic already.
-#[cfg(debug_assertions)]
-fn test_fault_panic() {
-    use std::sync::atomic::AtomicU32;
-    static CHECKS: AtomicU32 = AtomicU32::new(0);
-    let n = CHECKS.fetch_add(1, Ordering::Relaxed) + 1;
-    let at = std::env::var("SERVER_MONITOR_TEST_PANIC_AT_CHECK")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok());
-    if at == Some(n) && crate::reexec::previous_panic().is_none() {
-        panic!("test fault: SERVER_MONITOR_TEST_PANIC_AT_CHECK={n}");
-    }
-}
-
-/// An env file that holds SMTP_PASSWORD should be readable by its owner (and
-/// group) only; say so at start when other users can read it.
-fn warn_if_secret_file_readable(cfg: &Config) {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(crate::config::Source::EnvFile(path)) = cfg.source("SMTP_PASSWORD") else {
-        return;
-    };
-    if let Ok(meta) = fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o004 != 0 {
-            log::warn!(path = path.display().to_string().as_str(), mode = format!("{mode:04o}").as_str();
-                "the env file holds SMTP_PASSWORD and other users can read it: chmod 600 it");
-        }
-    }
 }
 
 struct Monitor<'a> {
@@ -189,13 +170,12 @@ struct Monitor<'a> {
     /// answer counts only if our server holds the listening socket.
     unstoppable: bool,
     state: state::Writer,
-    next_sweep: Instant,
-    /// When the lock file and server.pid are next looked at.
-    next_restore: Instant,
+    /// The lock file and server.pid put back, the hourly sweep.
+    housekeeping: Housekeeping,
     notify: Notifier,
     /// Alert delivery: the outbox and the channels.
     alerts: alert::Dispatcher,
-    /// Issue 13: the status listener, /metrics figures, recent checks.
+    /// The status listener, /metrics figures, recent checks.
     live: crate::status::live::Live,
     /// HEARTBEAT_URL's pinger, when it is set.
     heartbeat: Option<crate::heartbeat::Heartbeat>,
@@ -203,8 +183,9 @@ struct Monitor<'a> {
     usage: crate::usage::Watch,
     /// The memory measured at the last check, fed after its `Checked`.
     memory_event: Option<Event>,
-    history: crate::history::Recorder, // history hook (issue 12)
-    /// Issue 11: reminders, flap control, pauses.
+    /// State changes and day summaries under `LOG_DIR/history/`.
+    history: crate::history::Recorder,
+    /// Reminders, flap control, pauses.
     oncall: crate::escalation::Escalation,
 }
 
@@ -236,8 +217,7 @@ impl<'a> Monitor<'a> {
             foreign: false,
             unstoppable: false,
             state: state::Writer::new(&cfg.log.log_dir, base, now),
-            next_sweep: now,
-            next_restore: now,
+            housekeeping: Housekeeping::new(&cfg.log, now),
             notify: Notifier::from_env(now),
             alerts,
             live,
@@ -250,10 +230,10 @@ impl<'a> Monitor<'a> {
             }),
             usage: crate::usage::Watch::new(cfg.policy.memory_limit, now),
             memory_event: None,
-            history: crate::history::Recorder::open(&cfg.log.log_dir, cfg.log.history_days), // history hook
+            history: crate::history::Recorder::open(&cfg.log.log_dir, cfg.log.history_days),
             oncall: crate::escalation::Escalation::new(crate::escalation::Settings::from_config(
                 &cfg.alert,
-            )), // issue 11
+            )),
         }
     }
 
@@ -268,12 +248,13 @@ impl<'a> Monitor<'a> {
             self.handle(&mut events);
             self.chores();
             let (snap, pid) = (self.policy.snapshot(), self.server_pid());
-            // MEMORY_LIMIT (issue 11): the server's memory and CPU in the state.
             self.state.usage(self.usage.usage());
-            self.hand_over_oncall(); // issue 11
+            self.state.oncall(&self.oncall);
             self.state.save(&snap, pid, Instant::now());
+            let pause = self.oncall.saved_pause().map(|p| p.describe());
+            self.notify.paused(pause);
             self.notify.tell(&snap, pid, Instant::now());
-            // Issue 13: the figures of this turn, then serve what is ready.
+            // The figures of this turn, then serve what is ready.
             let state = self.state.current();
             self.live.turn(&snap, state, &self.alerts, Instant::now());
             self.wait();
@@ -286,14 +267,17 @@ impl<'a> Monitor<'a> {
     /// added here (and, if it has a descriptor, to [`Monitor::wake_fds`]).
     fn collect_events(&mut self, events: &mut VecDeque<Event>) {
         if self.signals.take_usr1() {
-            // issue 11: pause and resume requests come by SIGUSR1 too.
+            // Pause and resume requests come by SIGUSR1 too, first.
             let asked = crate::restart::signalled(&self.cfg.log.log_dir);
             events.extend(self.pause_requests(&asked.pauses));
             if asked.restart {
                 events.push_back(self.planned_restart_requested());
             }
         }
-        events.extend(self.pause_expired()); // issue 11
+        if let Some((event, n)) = self.oncall.expire_pause(Instant::now()) {
+            log::log!(n.level(), "{n}");
+            events.push_back(event);
+        }
         if let Some(cause) = self.server_exit() {
             events.push_back(Event::Exited(cause));
         }
@@ -307,14 +291,18 @@ impl<'a> Monitor<'a> {
             // NOTE: a batch is always carried out whole, even when a
             // signal came meanwhile: it may hold an alert.
             let actions = self.policy.handle(event.clone(), Instant::now());
+            // A pause begun or ended comes first: a restart its end lets go
+            // is written after the state the server was left in.
+            let pause = self.oncall.pause().map(|p| p.by.as_str());
+            self.history.follow_pause(pause);
             self.history
-                .observe(&event, &actions, self.policy.snapshot().phase); // history hook
-            for action in self.escalate(actions) {
-                // issue 11: through `escalation` ^
+                .observe(&event, &actions, self.policy.snapshot().phase);
+            let actions = (self.oncall).pass(actions, Instant::now(), SystemTime::now());
+            for action in actions {
                 if let Some(next) = self.act(action) {
                     events.push_back(next);
                 }
-                // MEMORY_LIMIT (issue 11): a check's memory after its result.
+                // MEMORY_LIMIT: a check's memory after its result.
                 events.extend(self.memory_event.take());
             }
         }
@@ -323,7 +311,10 @@ impl<'a> Monitor<'a> {
     /// The jobs of every turn besides the policy's: LOG_DIR's files, dead
     /// log writers, the heartbeat, due alert retries.
     fn chores(&mut self) {
-        self.housekeeping();
+        // The history's day line, heartbeat and hourly pruning.
+        self.history.tick();
+        let server = self.server.as_mut();
+        (self.housekeeping).turn(&mut self.lock, server, Instant::now());
         self.replace_log_writers();
         self.heartbeat();
         if self
@@ -334,7 +325,7 @@ impl<'a> Monitor<'a> {
             let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
             self.alerts.retry_due(Instant::now());
         }
-        // MEMORY_LIMIT (issue 11): without a limit, a sample once a minute.
+        // MEMORY_LIMIT: without a limit, a sample once a minute.
         let server = self.server.as_ref().map(|s| (s.pid, s.pgid));
         self.usage.refresh_if_due(server, Instant::now());
     }
@@ -352,21 +343,21 @@ impl<'a> Monitor<'a> {
             Some(policy),
             at(self.alerts.next_due(), Wake::Outbox),
             at(self.notify.next_ping(), Wake::Watchdog),
-            at(Some(self.next_sweep), Wake::Housekeeping),
+            at(Some(self.housekeeping.next_due()), Wake::Housekeeping),
             at(self.state.next_due(), Wake::StateSave),
-            at(self.live.next_deadline(), Wake::Status), // issue 13
+            at(self.live.next_deadline(), Wake::Status),
             at(
                 self.heartbeat.as_ref().and_then(|h| h.next_due()),
                 Wake::Heartbeat,
             ),
-            at(Some(self.history.next_due()), Wake::History), // history hook
-            at(self.oncall.next_wakeup(), Wake::Escalation),  // issue 11
+            at(Some(self.history.next_due()), Wake::History),
+            at(self.oncall.next_wakeup(), Wake::Escalation),
         ]
     }
 
     /// The descriptors that end the wait at once, each with whether it is
     /// waited on for writing: the signal wake-up socket, the server's pidfd,
-    /// its log writers' pidfds, then the status listener's (issue 13: its
+    /// its log writers' pidfds, then the status listener's (its
     /// socket and connections, some for writing), in that order.
     fn wake_fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         let mut fds = vec![(self.signals.wake_fd(), false)];
@@ -392,7 +383,7 @@ impl<'a> Monitor<'a> {
         } else {
             let fds = self.wake_fds();
             let ready = sys::poll_ready(&fds, timeout).unwrap_or_default();
-            // Issue 13: the status listener's descriptors come last.
+            // The status listener's descriptors come last.
             let ours = fds.len() - self.live.fds().len();
             self.signals.drain();
             match ready.iter().position(|&r| r) {
@@ -426,7 +417,14 @@ impl<'a> Monitor<'a> {
         let Ok(old) = state::read(&self.cfg.log.log_dir) else {
             return;
         };
-        self.resume_pause(&old); // issue 11
+        // A pause the previous monitor left goes on, until its end (it does
+        // not depend on how that monitor stopped).
+        if let Some(p) = &old.pause {
+            if (self.oncall).restore_pause(p, Instant::now(), SystemTime::now()) {
+                log::warn!(by = p.by.as_str(); "{} goes on from the previous monitor", p.describe());
+                let _ = self.policy.handle(Event::Pause, Instant::now());
+            }
+        }
         let p = &self.cfg.policy;
         let window =
             p.restart_cooldown.max(p.check_interval.saturating_mul(3)) + Duration::from_secs(5);
@@ -441,7 +439,7 @@ impl<'a> Monitor<'a> {
         log::warn!(attempts = r.attempts, given_up = r.given_up, previous_pid = old.monitor_pid;
             "resuming from the state file the previous monitor left (it did not stop on purpose)");
         self.state.resume(&old);
-        let given_up = r.given_up; // issue 11
+        let given_up = r.given_up;
         self.policy.resume(r, Instant::now());
         (self.oncall).restore(&old.escalation, given_up, Instant::now(), SystemTime::now());
     }
@@ -492,7 +490,7 @@ impl<'a> Monitor<'a> {
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
         log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
-        self.live.exited(&cause); // issue 13
+        self.live.exited(&cause);
 
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it
@@ -529,7 +527,7 @@ impl<'a> Monitor<'a> {
     /// it ran (the loop then ends without waiting for its deadline).
     fn check(&mut self) -> Option<CheckOutcome> {
         #[cfg(debug_assertions)]
-        test_fault_panic();
+        crate::reexec::test_fault_panic();
         let verifying = self.policy.is_starting();
         let shutdown = self.signals.shutdown_flag();
         let Some(c) = self.checker.check(|| shutdown.load(Ordering::SeqCst)) else {
@@ -537,9 +535,9 @@ impl<'a> Monitor<'a> {
             return None;
         };
         if !verifying {
-            self.history.sample(&c); // history hook
+            self.history.sample(&c);
         }
-        let ms = health::round_ms(c.latency);
+        let ms = round_ms(c.latency);
         let failures = self.policy.snapshot().failures;
         match &c.outcome {
             CheckOutcome::Healthy { warnings } => {
@@ -575,7 +573,7 @@ impl<'a> Monitor<'a> {
             },
         });
         if let Some(last) = &self.state.current().last_check {
-            self.live.checked(last, c.latency); // issue 13
+            self.live.checked(last, c.latency);
         }
         Some(c.outcome)
     }
@@ -615,28 +613,12 @@ impl<'a> Monitor<'a> {
             }
             // Verified: record the command line it has now (a wrapper may
             // have exec'd the real server meanwhile).
-            self.update_pid_file();
+            crate::chores::update_pid_file(&self.cfg.log.log_dir, self.server.as_mut());
         } else if self.server.is_none() && !self.foreign {
             log::warn!(url = self.cfg.health.health_url.as_str(); "a healthy server answers that this monitor did not start: it will be stopped with STOP_COMMAND before a restart");
             self.foreign = true;
         }
         Event::Checked(outcome)
-    }
-
-    /// Rewrites `server.pid` when the server's command line changed.
-    fn update_pid_file(&mut self) {
-        let dir = &self.cfg.log.log_dir;
-        if let Some(s) = self.server.as_mut() {
-            match s.update_record(dir) {
-                Some(Ok(())) => {
-                    log::debug!(pid = s.pid; "the server's command line changed (exec); server.pid updated")
-                }
-                Some(Err(e)) => {
-                    log::warn!(error = e.to_string().as_str(); "cannot write server.pid")
-                }
-                None => {}
-            }
-        }
     }
 
     /// Stops the server if `kind` is a restart, then starts a new one;
@@ -661,7 +643,7 @@ impl<'a> Monitor<'a> {
             self.stop_server();
             let wall = SystemTime::now();
             self.state.restarted(wall);
-            self.live.restarting(&kind, wall); // issue 13
+            self.live.restarting(&kind, wall);
         }
         // Never spawn after a stop signal (issue 8, item 9): the new server
         // would only be stopped again on the way out.
@@ -704,7 +686,7 @@ impl<'a> Monitor<'a> {
         if let Some(mut s) = self.server.take() {
             let t = Instant::now();
             let stopped = s.stop(timeout);
-            let ms = health::round_ms(t.elapsed());
+            let ms = round_ms(t.elapsed());
             let exit = stopped.cause.map(|c| c.to_string()).unwrap_or_default();
             if stopped.killed {
                 log::warn!(pid = s.pid, ms = ms, killed = true, exit = exit.as_str(); "server killed (SIGKILL) after STOP_TIMEOUT");
@@ -762,37 +744,23 @@ impl<'a> Monitor<'a> {
         };
         let mut msg = alert::render(a, &ctx);
         self.usage.annotate(a, &mut msg.body);
-        self.live.alerted(a, &utc_iso8601_millis(now)); // issue 13
+        self.live.alerted(a, &utc_iso8601_millis(now));
         let _fed = self.notify.keep_alive(self.cfg.alert.smtp_timeout);
         self.alerts.submit(&msg, now, Instant::now());
     }
 
-    /// Puts back the lock file and `server.pid` when they went missing (a
-    /// removed `LOG_DIR`, say): `restart`, `status` and the next monitor's
-    /// adoption depend on them. Looked at once a second at most: with a
-    /// tiny CHECK_INTERVAL the loop turns far more often than that.
-    fn restore_files(&mut self) {
-        let now = Instant::now();
-        if now < self.next_restore {
-            return;
+    /// The pause and resume requests a SIGUSR1 brought: logged, acknowledged
+    /// in the state file, and the policy's events they make.
+    fn pause_requests(&mut self, requests: &[crate::pause::Request]) -> Vec<Event> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut events = Vec::new();
+        for r in requests {
+            let (event, notice) = self.oncall.request(r, now, wall);
+            log::log!(notice.level(), by = r.by.as_str(); "{notice}");
+            events.extend(event);
+            self.state.pause_acked(r.id.clone());
         }
-        self.next_restore = now + Duration::from_secs(1);
-        self.update_pid_file();
-        match self.lock.refresh() {
-            Ok(false) => return,
-            Ok(true) => log::warn!("server_monitor.lock was removed; created again"),
-            Err(e) => {
-                log::warn!(error = e.to_string().as_str(); "cannot put server_monitor.lock back");
-                return;
-            }
-        }
-        if let Some(record) = self.server.as_ref().and_then(Server::record) {
-            if PidFile::read(&self.cfg.log.log_dir).is_none() {
-                if let Err(e) = record.write(&self.cfg.log.log_dir) {
-                    log::warn!(error = e.to_string().as_str(); "cannot write server.pid");
-                }
-            }
-        }
+        events
     }
 
     fn server_pid(&self) -> Option<u32> {
@@ -828,53 +796,21 @@ impl<'a> Monitor<'a> {
 
     /// Hands the heartbeat its turn (it never waits for a ping) and
     /// records a ping that ended. Pings go out only while the server is
-    /// healthy.
+    /// healthy and the monitor is not paused.
     fn heartbeat(&mut self) {
-        // NOTE: when a pause exists (issue 11), a paused monitor sends none
-        // either: `&& !paused` here.
         let healthy = self.policy.is_healthy();
+        let paused = self.oncall.pause().is_some();
         let Some(hb) = self.heartbeat.as_mut() else {
             return;
         };
-        if let Some(ping) = hb.turn(healthy, Instant::now()) {
+        if let Some(ping) = hb.turn(healthy, paused, Instant::now()) {
             self.state.heartbeat(state::LastHeartbeat {
                 time: utc_iso8601_millis(ping.time),
                 ok: ping.result.is_ok(),
-                latency_ms: ping
-                    .result
-                    .as_ref()
-                    .ok()
-                    .map(|t| (t.as_secs_f64() * 10_000.0).round() / 10.0),
+                latency_ms: ping.result.as_ref().ok().map(|t| round_ms(*t)),
                 reason: ping.result.err().map(|e| e.to_string()),
             });
         }
-    }
-
-    fn housekeeping(&mut self) {
-        self.history.tick(); // history hook: day line, heartbeat, hourly pruning
-        self.restore_files();
-        let now = Instant::now();
-        if now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + Duration::from_secs(3600);
-        let days = self.cfg.log.log_retention_days;
-        if days > 0 {
-            let (dir, age) = (
-                &self.cfg.log.log_dir,
-                Duration::from_secs(u64::from(days) * 86_400),
-            );
-            let removed = crate::logging::retention::sweep_rotated_logs(dir, age)
-                + alert::sweep_old_alert_files(dir, age);
-            if removed > 0 {
-                log::info!(removed = removed, retention_days = days; "removed rotated logs and alert files past LOG_RETENTION_DAYS");
-            }
-        }
-        // Code that ran only at start, or once this hour (a restart, an
-        // email over TLS), need not stay in the resident set: the loop's own
-        // pages come straight back from the page cache.
-        let dropped = sys::drop_executable_pages();
-        log::debug!(bytes = dropped; "dropped clean executable pages from the resident set");
     }
 
     fn shut_down(mut self) {
@@ -889,69 +825,9 @@ impl<'a> Monitor<'a> {
         }
         let pid = self.server_pid();
         self.state.finish(&self.policy.snapshot(), pid);
-        self.history.stop(); // history hook
+        self.history.stop();
         log::info!("monitor stopped");
         log::logger().flush();
-    }
-}
-
-/// Issue 11: the loop's side of reminders, flap control and pauses (the
-/// decisions are `escalation`'s, the requests `pause`'s).
-impl Monitor<'_> {
-    /// Passes the policy's actions through `escalation`, and adds what is
-    /// due of its own (reminders, "Stable Again").
-    fn escalate(&mut self, actions: Vec<Action>) -> Vec<Action> {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut out = Vec::new();
-        for a in actions {
-            out.extend(self.oncall.handle(a, now, wall));
-        }
-        out.extend(self.oncall.tick(now, wall));
-        out
-    }
-
-    /// The pause and resume requests a SIGUSR1 brought: logged, acknowledged
-    /// in the state file, and the policy's events they make.
-    fn pause_requests(&mut self, requests: &[crate::pause::Request]) -> Vec<Event> {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut events = Vec::new();
-        for r in requests {
-            let (event, notice) = self.oncall.request(r, now, wall);
-            log::log!(notice.level(), by = r.by.as_str(); "{notice}");
-            events.extend(event);
-            self.state.pause_acked(r.id.clone());
-        }
-        events
-    }
-
-    /// A pause with `--for` that has run out: the policy's `Resume`.
-    fn pause_expired(&mut self) -> Option<Event> {
-        if !self.oncall.pause_expired(Instant::now()) {
-            return None;
-        }
-        let n = crate::escalation::Notice::PauseEnded;
-        log::log!(n.level(), "{n}");
-        Some(Event::Resume)
-    }
-
-    /// A pause the previous monitor left goes on, until its end (it does
-    /// not depend on how that monitor stopped).
-    fn resume_pause(&mut self, old: &State) {
-        let Some(p) = &old.pause else { return };
-        if self
-            .oncall
-            .restore_pause(p, Instant::now(), SystemTime::now())
-        {
-            log::warn!(by = p.by.as_str(); "{} goes on from the previous monitor", p.describe());
-            let _ = self.policy.handle(Event::Pause, Instant::now());
-        }
-    }
-
-    /// The state file's and the STATUS line's part of `escalation`.
-    fn hand_over_oncall(&mut self) {
-        self.state.oncall(&self.oncall);
-        let pause = self.oncall.saved_pause().map(|p| p.describe());
-        self.notify.paused(pause);
     }
 }
 
@@ -971,13 +847,13 @@ enum Wake {
     Housekeeping,
     /// A last check held back from the state file is due to be written.
     StateSave,
-    /// Issue 13: a status client is ready, or its exchange's deadline passed.
+    /// A status client is ready, or its exchange's deadline passed.
     Status,
     /// A heartbeat ping is due, or the one in flight is overdue.
     Heartbeat,
-    /// The history's heartbeat, day line or pruning (issue 12).
+    /// The history's heartbeat, day line or pruning.
     History,
-    /// Issue 11: a reminder, "Stable Again", or the end of a pause.
+    /// A reminder, "Stable Again", or the end of a pause.
     Escalation,
     /// The policy had no timer: the [`IDLE_WAIT`] passed.
     Idle,

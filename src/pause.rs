@@ -14,16 +14,13 @@
 //!
 //! Not here: what a pause does (`escalation`, the policy's `Event::Pause`).
 
-use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::restart::ClientError;
-use crate::state;
-use crate::sys;
 
 const PREFIX: &str = "pause-";
 const SUFFIX: &str = ".request";
@@ -49,24 +46,7 @@ impl Request {
 
 /// Reads and removes every pending pause or resume request, oldest first.
 pub fn take_requests(dir: &Path) -> Vec<Request> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) {
-            continue;
-        }
-        let path = e.path();
-        if let Ok(text) = fs::read(&path) {
-            if let Ok(req) = serde_json::from_slice::<Request>(&text) {
-                out.push(req);
-            }
-        }
-        let _ = fs::remove_file(&path);
-    }
+    let mut out: Vec<Request> = crate::restart::take_request_files(dir, PREFIX, SUFFIX);
     // The id begins with the nanoseconds of the request: oldest first.
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
@@ -93,53 +73,25 @@ pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> Result<(), Cl
     };
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
     let json = serde_json::to_vec(&request).unwrap_or_default();
-    if let Err(e) = crate::files::write_atomic(&path, &json, false) {
-        return Err(ClientError::Failed(format!(
-            "cannot write {}: {e}",
-            path.display()
-        )));
-    }
-    if let Err(e) = sys::kill(pid, sys::SIGUSR1) {
-        let _ = fs::remove_file(&path);
-        return Err(ClientError::Failed(format!(
-            "cannot signal the monitor (pid {pid}): {e}"
-        )));
-    }
+    crate::restart::send(&path, &json, pid)?;
     // The monitor may be in the middle of a stop, a start or a check.
-    let wait = cfg.server.stop_timeout
-        + cfg.policy.startup_timeout
-        + cfg.health.health_timeout
-        + Duration::from_secs(5);
-    let deadline = crate::config::instant_after(Instant::now(), wait);
-    while Instant::now() < deadline {
-        if let Ok(s) = state::read(dir) {
-            if s.pause_acks.contains(&request.id) {
-                match (&s.pause, pause) {
-                    (Some(p), true) => println!("monitor (pid {pid}) {}", p.describe()),
-                    (_, true) => println!("monitor (pid {pid}) paused"),
-                    (_, false) => {
-                        println!("monitor (pid {pid}) resumed: the usual rules act again")
-                    }
-                }
-                return Ok(());
-            }
+    crate::restart::await_answer(cfg, &path, pid, |s| {
+        if !s.pause_acks.contains(&request.id) {
+            return None;
         }
-        if crate::lock::lock_holder(dir) != Some(pid) {
-            return Err(ClientError::Failed(format!(
-                "the monitor (pid {pid}) stopped before answering"
-            )));
+        match (&s.pause, pause) {
+            (Some(p), true) => println!("monitor (pid {pid}) {}", p.describe()),
+            (_, true) => println!("monitor (pid {pid}) paused"),
+            (_, false) => println!("monitor (pid {pid}) resumed: the usual rules act again"),
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = fs::remove_file(&path);
-    Err(ClientError::Failed(format!(
-        "no answer from the monitor (pid {pid}) in time"
-    )))
+        Some(Ok(()))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn pause_requests_are_taken_once_oldest_first() {

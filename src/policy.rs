@@ -17,6 +17,9 @@
 //!   +--- attempts left, cooldown over                                               |
 //!                attempts used up / cannot restart: GivenUp ---healthy: Recovered-->+
 //!                      (RETRY_AFTER_GIVE_UP: one more Start every so often)
+//!
+//!   Pause (any phase): no automatic restart until Resume ("restart held");
+//!   Resume: a fresh start, and a server that exited meanwhile restarts at once
 //! ```
 //!
 //! Rules enforced here (SPEC.md "How it behaves"):
@@ -52,13 +55,19 @@
 //!   one sample under the limit resets that count, so one spike never
 //!   restarts; a sample over the limit breaks the stable period, and a
 //!   healthy check does not cancel a memory restart the cooldown holds, nor
-//!   ends a give-up while the last sample was over the limit.
+//!   ends a give-up while the last sample was over the limit;
+//! - pause (`Event::Pause`, SPEC `server-monitor pause`): checks go on, but
+//!   no automatic restart is made, nor a retry out of give-up (a due restart
+//!   is noted once, [`Note::HeldByPause`]); a planned restart, asked by a
+//!   person, still goes. `Event::Resume` starts afresh: failures and
+//!   attempts at zero, a give-up episode closed, no cooldown; a server that
+//!   exited meanwhile is restarted at once (RESTART_ON_EXIT).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::PolicySettings;
-use crate::health::CheckOutcome;
+use crate::health::{CheckOutcome, Reason};
 use crate::server::ExitCause;
 
 /// How the monitor begins.
@@ -307,7 +316,8 @@ enum Phase {
         started: Instant,
         deadline: Instant,
         next_probe: Instant,
-        last_failure: Option<String>,
+        /// The last probe's failure, said in the verification's failure.
+        last_failure: Option<Reason>,
     },
     Running {
         healthy_since: Option<Instant>,
@@ -345,7 +355,7 @@ pub struct Policy {
     down_failures: u32,
     /// Checks in a row with the memory above MEMORY_LIMIT.
     memory_over: u32,
-    /// Issue 11: paused (maintenance): no restart until `Event::Resume`.
+    /// Paused (maintenance): no restart until `Event::Resume`.
     paused: bool,
     /// While paused: the server exited (its cause), and "restart held"
     /// was logged.
@@ -579,7 +589,9 @@ impl Policy {
                     let reason = format!(
                         "not healthy within {}s ({})",
                         fmt_secs(self.rules.startup_timeout),
-                        last_failure.as_deref().unwrap_or("no answer")
+                        last_failure
+                            .as_ref()
+                            .map_or_else(|| "no answer".to_string(), ToString::to_string)
                     );
                     let kind = kind.clone();
                     self.verify_failed(kind, reason, now, out);
@@ -628,10 +640,16 @@ impl Policy {
 
     fn checked(&mut self, outcome: CheckOutcome, now: Instant, out: &mut Vec<Action>) {
         let healthy = outcome.is_healthy();
-        let reason = match &outcome {
-            CheckOutcome::Failed(r) => r.to_string(),
-            CheckOutcome::Healthy { .. } => String::new(),
+        let failure = match outcome {
+            CheckOutcome::Failed(r) => Some(r),
+            CheckOutcome::Healthy { .. } => None,
         };
+        // Words only where they leave as words: `last_error` (which holds
+        // exit causes and spawn errors too) and a restart's cause.
+        let reason = failure
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match &mut self.phase {
             Phase::Idle | Phase::Starting { .. } => {}
             Phase::Verifying {
@@ -649,7 +667,7 @@ impl Policy {
                     self.verified(kind, now, out);
                     out.push(Action::Note(note));
                 } else {
-                    *last_failure = Some(reason);
+                    *last_failure = failure;
                 }
             }
             Phase::Running { healthy_since } => {
@@ -902,7 +920,7 @@ impl Policy {
         out.push(Action::Start(kind));
     }
 
-    /// Issue 11: a pause holds back every restart (a planned one, asked
+    /// A pause holds back every restart (a planned one, asked
     /// by a person, still goes); checks go on.
     fn pause(&mut self) {
         self.paused = true;
@@ -1103,6 +1121,27 @@ mod tests {
         fn phase(&self) -> PhaseName {
             self.p.snapshot().phase
         }
+    }
+
+    #[test]
+    fn a_failed_verification_says_the_last_probe_failure() {
+        let mut s = Scenario::new(rules());
+        s.feed(Event::Begin(Begin::Start));
+        s.feed(Event::Spawned);
+        s.feed(Event::Tick);
+        s.feed(Event::Checked(CheckOutcome::Failed(Reason::Refused)));
+        s.at(2.0)
+            .feed(Event::Checked(CheckOutcome::Failed(Reason::Http(503))));
+        let out = s.at(11.0).feed(Event::Tick);
+        let reason = out.iter().find_map(|a| match a {
+            Action::Note(Note::VerifyFailed { reason, .. }) => Some(reason.as_str()),
+            _ => None,
+        });
+        assert_eq!(reason, Some("not healthy within 10s (HTTP 503)"), "{out:?}");
+        assert_eq!(
+            s.p.snapshot().last_error.as_deref(),
+            Some("not healthy within 10s (HTTP 503)")
+        );
     }
 
     #[test]

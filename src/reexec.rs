@@ -27,6 +27,22 @@ pub const REEXEC_ENV: &str = "SERVER_MONITOR_REEXEC";
 /// No second re-exec this soon after the last one.
 pub const REEXEC_GUARD: Duration = Duration::from_secs(60);
 
+/// Fault injection for the tests, in debug builds only: with
+/// `SERVER_MONITOR_TEST_PANIC_AT_CHECK=N` the monitor panics at its N-th
+/// check, unless it was re-executed after a panic already.
+#[cfg(debug_assertions)]
+pub fn test_fault_panic() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CHECKS: AtomicU32 = AtomicU32::new(0);
+    let n = CHECKS.fetch_add(1, Ordering::Relaxed) + 1;
+    let at = std::env::var("SERVER_MONITOR_TEST_PANIC_AT_CHECK")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
+    if at == Some(n) && previous_panic().is_none() {
+        panic!("test fault: SERVER_MONITOR_TEST_PANIC_AT_CHECK={n}");
+    }
+}
+
 /// Installs the hook; for the `run` subcommand only (a one-shot subcommand
 /// that panics just fails).
 pub fn install() {

@@ -41,6 +41,16 @@ pub struct Request {
 
 /// Reads and removes every pending request file (a restart answers them all).
 pub fn take_requests(dir: &Path) -> Vec<Request> {
+    take_request_files(dir, PREFIX, SUFFIX)
+}
+
+/// Reads and removes every `PREFIX…SUFFIX` file in `dir` (restart and pause
+/// requests alike), in no order; a file that does not parse is removed too.
+pub fn take_request_files<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Vec<T> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -48,12 +58,12 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) {
+        if !(name.starts_with(prefix) && name.ends_with(suffix)) {
             continue;
         }
         let path = e.path();
         if let Ok(text) = fs::read(&path) {
-            if let Ok(req) = serde_json::from_slice::<Request>(&text) {
+            if let Ok(req) = serde_json::from_slice::<T>(&text) {
                 out.push(req);
             }
         }
@@ -213,20 +223,61 @@ pub fn run(cfg: &Config) -> Result<(), ClientError> {
         by: requester(),
     };
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", request.id));
-    let json = serde_json::to_vec(&request).unwrap_or_default();
-    if let Err(e) = crate::files::write_atomic(&path, &json, false) {
+    send(
+        &path,
+        &serde_json::to_vec(&request).unwrap_or_default(),
+        pid,
+    )?;
+    println!("asked the monitor (pid {pid}) to restart the server; waiting for it");
+    await_answer(cfg, &path, pid, |s| {
+        let p = s.planned_restart.filter(|p| p.ids.contains(&request.id))?;
+        match p.outcome {
+            Outcome::Ok => {
+                let pid = p
+                    .server_pid
+                    .map_or(String::new(), |p| format!(" (pid {p})"));
+                println!("server restarted{pid} and verified healthy");
+                Some(Ok(()))
+            }
+            Outcome::Failed => {
+                let why = p.detail.unwrap_or_default();
+                Some(Err(ClientError::Failed(format!(
+                    "the planned restart failed: {why}"
+                ))))
+            }
+            Outcome::InProgress => None,
+        }
+    })
+}
+
+/// Leaves a request file at `path` and sends SIGUSR1 to the monitor `pid`
+/// (the file is removed again when the signal cannot be sent).
+pub fn send(path: &Path, json: &[u8], pid: u32) -> Result<(), ClientError> {
+    if let Err(e) = crate::files::write_atomic(path, json, false) {
         return Err(ClientError::Failed(format!(
             "cannot write {}: {e}",
             path.display()
         )));
     }
     if let Err(e) = sys::kill(pid, sys::SIGUSR1) {
-        let _ = fs::remove_file(&path);
+        let _ = fs::remove_file(path);
         return Err(ClientError::Failed(format!(
             "cannot signal the monitor (pid {pid}): {e}"
         )));
     }
-    println!("asked the monitor (pid {pid}) to restart the server; waiting for it");
+    Ok(())
+}
+
+/// Waits until `answered` finds the monitor's answer in its state file,
+/// the monitor `pid` stops, or the wait runs out (then the request file at
+/// `path` is removed).
+pub fn await_answer(
+    cfg: &Config,
+    path: &Path,
+    pid: u32,
+    mut answered: impl FnMut(state::State) -> Option<Result<(), ClientError>>,
+) -> Result<(), ClientError> {
+    let dir = &cfg.log.log_dir;
     // Stop, start and verify, plus time for the monitor to finish a check
     // that was under way when the signal came.
     let wait = cfg.server.stop_timeout
@@ -235,25 +286,8 @@ pub fn run(cfg: &Config) -> Result<(), ClientError> {
         + Duration::from_secs(5);
     let deadline = crate::config::instant_after(Instant::now(), wait);
     while Instant::now() < deadline {
-        if let Ok(s) = state::read(dir) {
-            if let Some(p) = s.planned_restart.filter(|p| p.ids.contains(&request.id)) {
-                match p.outcome {
-                    Outcome::Ok => {
-                        let pid = p
-                            .server_pid
-                            .map_or(String::new(), |p| format!(" (pid {p})"));
-                        println!("server restarted{pid} and verified healthy");
-                        return Ok(());
-                    }
-                    Outcome::Failed => {
-                        let why = p.detail.unwrap_or_default();
-                        return Err(ClientError::Failed(format!(
-                            "the planned restart failed: {why}"
-                        )));
-                    }
-                    Outcome::InProgress => {}
-                }
-            }
+        if let Some(answer) = state::read(dir).ok().and_then(&mut answered) {
+            return answer;
         }
         if crate::lock::lock_holder(dir) != Some(pid) {
             return Err(ClientError::Failed(format!(
@@ -262,7 +296,7 @@ pub fn run(cfg: &Config) -> Result<(), ClientError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = fs::remove_file(&path);
+    let _ = fs::remove_file(path);
     Err(ClientError::Failed(format!(
         "no answer from the monitor (pid {pid}) in time"
     )))

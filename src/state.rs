@@ -2,17 +2,20 @@
 //! `server-monitor restart` and people.
 //!
 //! [`Writer`] is the running monitor's side: it holds what only the monitor
-//! knows (who it is, restart totals, the last check, the last planned
-//! restart) and builds the rest of the state from the policy's
-//! [`Snapshot`] and the server's pid at each save, so nothing is mirrored by
-//! hand. A save writes atomically (a temporary file and a rename) at once,
+//! knows (who it is, restart totals, the last check, the last heartbeat
+//! ping, the server's memory and CPU, the last planned restart, the pause
+//! requests taken) and builds the rest of the state from the policy's
+//! [`Snapshot`], the escalation's part (pause, reminders, flapping:
+//! [`Writer::oncall`]) and the server's pid at each save, so nothing is
+//! mirrored by hand. A save writes atomically (a temporary file and a rename) at once,
 //! fsynced, when anything beyond the last check changed; a new last check
-//! alone is written at most every [`REFRESH`], not fsynced, since a lost
-//! "last check" line costs nothing.
+//! alone (or a heartbeat ping, a memory sample) is written at most every
+//! [`REFRESH`], not fsynced, since a lost "last check" line costs nothing.
+//! The status endpoints read the state from memory ([`Writer::current`]).
 //!
 //! The monitor reads its state back only at start, to resume the attempt
 //! count and a give-up from a recent state its predecessor left
-//! ([`resumable`]); a state file that is truncated or garbage is ignored
+//! ([`resumable`]), and a pause and the reminder schedule from any; a state file that is truncated or garbage is ignored
 //! then, reported by `status` and rebuilt by the next write. Rendering for
 //! `status` is here too ([`render`]); deciding what the phase is is not (the
 //! policy does).
@@ -54,7 +57,7 @@ pub struct State {
     /// The last planned restart (`server-monitor restart`) and its outcome.
     #[serde(default)]
     pub planned_restart: Option<PlannedRestart>,
-    /// Issue 11: a maintenance pause (`server-monitor pause`).
+    /// A maintenance pause (`server-monitor pause`).
     #[serde(default)]
     pub pause: Option<crate::escalation::SavedPause>,
     /// The ids of the last pause/resume requests the monitor took.
@@ -202,7 +205,7 @@ impl Writer {
         self.state.last_heartbeat = Some(ping);
     }
 
-    /// MEMORY_LIMIT (issue 11): the server's last measured memory and CPU;
+    /// MEMORY_LIMIT: the server's last measured memory and CPU;
     /// like the last check, it alone does not make a write significant.
     pub fn usage(&mut self, usage: Option<&crate::usage::Usage>) {
         if self.state.usage.as_ref() != usage {
@@ -220,14 +223,14 @@ impl Writer {
         self.state.planned_restart.as_mut()
     }
 
-    /// Issue 11: the escalation's part (pause, reminder schedule, flap
+    /// The escalation's part (pause, reminder schedule, flap
     /// state), taken from it at each save.
     pub fn oncall(&mut self, e: &crate::escalation::Escalation) {
         self.state.pause = e.saved_pause();
         self.state.escalation = e.saved();
     }
 
-    /// Issue 11: a pause or resume request was taken; its command waits for
+    /// A pause or resume request was taken; its command waits for
     /// its id in `pause_acks` (the last [`crate::pause::ACKS_KEPT`] kept).
     pub fn pause_acked(&mut self, id: String) {
         let acks = &mut self.state.pause_acks;
@@ -236,8 +239,8 @@ impl Writer {
         acks.drain(..excess);
     }
 
-    /// The state as of the last save, less the time stamps (issue 13: the
-    /// status endpoints render it from memory).
+    /// The state as of the last save, less the time stamps (the status
+    /// endpoints render it from memory).
     pub fn current(&self) -> &State {
         &self.state
     }
@@ -588,7 +591,7 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// MEMORY_LIMIT (issue 11): a new memory sample is written like a new
+    /// MEMORY_LIMIT: a new memory sample is written like a new
     /// last check, held back within REFRESH, never a write of its own.
     #[test]
     fn a_new_usage_alone_is_not_a_significant_write() {

@@ -56,31 +56,13 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// ones are readable (all false on timeout). EINTR counts as a timeout with
 /// nothing ready, so that the caller looks at its flags again.
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // Round up so that a wait for 0.4 ms does not become a busy 0 ms poll.
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: pfds is a valid, exclusively borrowed array of pollfd of the given length.
-    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if ret == -1 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
-        }
-        return Err(err);
-    }
-    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+    let fds: Vec<(BorrowedFd<'_>, bool)> = fds.iter().map(|&fd| (fd, false)).collect();
+    poll_ready(&fds, timeout)
 }
 
 /// [`poll_readable`] with a direction per descriptor: `(fd, true)` waits
 /// for it to be writable, `(fd, false)` readable (the status listener's
-/// connections with an unsent rest, issue 13). Returns which are ready
+/// connections with an unsent rest). Returns which are ready
 /// (including an error or hang-up).
 pub fn poll_ready(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<libc::pollfd> = fds
@@ -91,6 +73,7 @@ pub fn poll_ready(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> io::Resu
             revents: 0,
         })
         .collect();
+    // Round up so that a wait for 0.4 ms does not become a busy 0 ms poll.
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
     // SAFETY: pfds is a valid, exclusively borrowed array of pollfd of the given length.
     let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };

@@ -466,7 +466,7 @@ impl Dispatcher {
             let attempt = entry.count_attempt(channel.as_str());
             let t = Instant::now();
             let result = self.attempt(channel, entry);
-            let ms = crate::health::round_ms(t.elapsed());
+            let ms = crate::logging::round_ms(t.elapsed());
             match result {
                 Ok(()) => {
                     if channel != Channel::Local {

@@ -609,6 +609,18 @@ impl Config {
             .map(|(_, source)| source)
     }
 
+    /// The env file that holds SMTP_PASSWORD, with its mode, when other
+    /// users can read it (it should be its owner's and group's only): the
+    /// monitor says so at start.
+    pub fn readable_secret_file(&self) -> Option<(&Path, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(Source::EnvFile(path)) = self.source("SMTP_PASSWORD") else {
+            return None;
+        };
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o004 != 0).then_some((path.as_path(), mode))
+    }
+
     /// The effective settings for `server-monitor config`: one
     /// `NAME=value  # source` line per setting, in [`SETTINGS`] order, aligned,
     /// secrets masked. The lines are valid env-file syntax.

@@ -10,8 +10,9 @@
 //! - the server's exit, a failed verification is `down`;
 //! - every start is `restarting` (`restart: true` but for the first start;
 //!   `planned: true` for `server-monitor restart`);
-//! - giving up is `given-up`; `paused` comes from [`Recorder::paused`] and
-//!   hides every other change until [`Recorder::resumed`].
+//! - giving up is `given-up`; `paused` comes from the monitor's pause
+//!   ([`Recorder::follow_pause`]) and hides every other change until it
+//!   ends, when the state the server is in by then is written.
 //!
 //! Nothing is written per check: a check changes a few counters in memory.
 //! Write errors are logged once until a write works again; they never stop
@@ -225,7 +226,18 @@ impl Recorder {
         }
     }
 
-    /// Hook for the pause of issue 11.
+    /// Follows the monitor's pause (`escalation`'s, `by` whom), called
+    /// before each event the policy is fed: a pause that began is written
+    /// `paused`, one that ended the state the server is in by then. Cheap
+    /// when nothing changed.
+    pub fn follow_pause(&mut self, by: Option<&str>) {
+        match by {
+            Some(by) => self.paused(by),
+            None => self.resumed(),
+        }
+    }
+
+    /// A pause began (`paused` until [`Recorder::resumed`]).
     pub fn paused(&mut self, by: &str) {
         if let Some(change) = self.tracker.pause(by) {
             let t = self.now_ms();
@@ -233,7 +245,7 @@ impl Recorder {
         }
     }
 
-    /// Hook for the resume of issue 11.
+    /// The pause ended.
     pub fn resumed(&mut self) {
         if let Some(change) = self.tracker.resume() {
             let t = self.now_ms();
@@ -575,5 +587,58 @@ mod tests {
             .is_empty());
         assert_eq!(t.resume().and_then(|c| c.status), Some(Status::Failing));
         assert_eq!(t.resume(), None);
+    }
+
+    #[test]
+    fn a_pause_followed_by_the_recorder_is_paused_time_and_no_downtime() {
+        let dir = std::env::temp_dir().join(format!("sm-recorder-pause-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = Recorder::open(&dir, 400);
+        r.follow_pause(None);
+        r.observe(&healthy(), &[], PhaseName::Running);
+        r.follow_pause(Some("ops (pid 7)"));
+        r.follow_pause(Some("ops (pid 7)"));
+        // The server dies while paused: hidden.
+        let exit = Event::Exited(ExitCause::Status(WaitStatus::Exited(1)));
+        r.observe(&exit, &[], PhaseName::RestartPending);
+        std::thread::sleep(Duration::from_millis(30));
+        r.follow_pause(None);
+        r.follow_pause(None);
+        r.stop();
+        let records = super::super::read(&dir, 0, i64::MAX).unwrap();
+        let lines: Vec<(Status, Option<String>)> = records
+            .iter()
+            .filter_map(|rec| match rec {
+                Record::State { change, .. } => Some((change.status?, change.cause.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (Status::Healthy, None),
+                (Status::Paused, Some("ops (pid 7)".into())),
+                (Status::Down, Some("process exited with status 1".into())),
+            ],
+            "each change once"
+        );
+        let (first, last) = (records[0].time(), records[records.len() - 1].time());
+        let period = crate::report::Period {
+            from: first,
+            to: last,
+        };
+        let report = crate::report::account(&records, period, None);
+        let paused_ms = match (&records[2], &records[3]) {
+            (Record::State { t: a, .. }, Record::State { t: b, .. }) => b - a,
+            other => panic!("{other:?}"),
+        };
+        assert!(paused_ms >= 30, "{paused_ms}");
+        assert_eq!(report.paused, paused_ms, "{report:?}");
+        assert_eq!(
+            report.down,
+            last - records[3].time(),
+            "down only from the resume: {report:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

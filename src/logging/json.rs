@@ -26,7 +26,7 @@
 //! algorithm) so the crate needs no date library for one format; the monitor
 //! also uses [`utc_iso8601_millis`] for alert bodies and the state file.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::kv::{self, VisitSource, VisitValue};
 use serde::Serialize;
@@ -39,6 +39,12 @@ pub fn unix_millis(t: SystemTime) -> u64 {
         .unwrap_or_default()
         .as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// A duration in milliseconds to one decimal, as the monitor's log and
+/// state file show a latency (a check's, a stop's, a delivery's, a ping's).
+pub fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// Formats `t` as UTC ISO 8601 with milliseconds and `Z`, e.g.
@@ -230,7 +236,14 @@ pub fn json_value(value: &kv::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn latencies_are_rounded_to_a_tenth_of_a_millisecond() {
+        assert_eq!(round_ms(Duration::from_micros(1234)), 1.2);
+        assert_eq!(round_ms(Duration::from_micros(1250)), 1.3);
+        assert_eq!(round_ms(Duration::from_secs(2)), 2000.0);
+        assert_eq!(round_ms(Duration::ZERO), 0.0);
+    }
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis)

@@ -83,7 +83,7 @@ use std::time::{Instant, SystemTime};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use console::Console;
-pub use json::{unix_millis, utc_iso8601_millis};
+pub use json::{round_ms, unix_millis, utc_iso8601_millis};
 pub use retention::sweep_rotated_logs;
 pub use rotate::{backup_path, RotatingFile};
 use throttle::Throttle;

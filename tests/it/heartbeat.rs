@@ -4,7 +4,7 @@
 //!
 //! Pings come at the interval while the server is healthy; none from the
 //! first failed check of an outage until the server is verified again; none
-//! after the monitor is SIGKILLed; a sink that never answers delays no check
+//! while the monitor is paused; none after the monitor is SIGKILLed; a sink that never answers delays no check
 //! and no restart, and SIGTERM still ends the monitor at once; the URL's
 //! secret path shows in no file and no output.
 
@@ -181,6 +181,39 @@ fn wait_verified(m: &Monitor, n: usize) {
     let dir = m.log_dir().to_path_buf();
     m.wait_for(SLOW, "the server verified", || {
         logged(&dir, "server verified healthy").len() >= n
+    });
+}
+
+#[test]
+fn no_ping_while_paused() {
+    let dir = TestDir::new("heartbeat-paused");
+    let sink = Sink::start(200);
+    let port = free_port();
+    let url = sink.url();
+    let env = settings(port, &[("HEARTBEAT_URL", &url)]);
+    let m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    wait_verified(&m, 1);
+    m.wait_for(SLOW, "a first ping", || sink.count() >= 1);
+    let out = run(&dir, &env, &["pause"], QUICK);
+    assert!(out.status.success(), "pause: {}", m.dump());
+    m.wait_for(QUICK, "the pause taken", || {
+        !logged(m.log_dir(), "paused by ").is_empty()
+    });
+    // A ping already on its way may still land; none after it.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sink.count();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sink.count(),
+        before,
+        "pings while paused (the server is healthy, HEARTBEAT_INTERVAL 0.5): {:?}\n{}",
+        sink.times(),
+        m.dump()
+    );
+    let out = run(&dir, &env, &["resume"], QUICK);
+    assert!(out.status.success(), "resume: {}", m.dump());
+    m.wait_for(QUICK, "pings again after the resume", || {
+        sink.count() > before
     });
 }
 

@@ -1,7 +1,8 @@
 //! History and `report` (issue 12) with the real monitor and demo server: a
 //! crash and a hang on a schedule give the incidents and downtime the
 //! schedule made; a monitor killed with SIGKILL leaves a gap that is not
-//! observed (not downtime); a 400-day synthetic history is reported in under
+//! observed (not downtime); a pause is paused time, not downtime, even with
+//! the server dead meanwhile; a 400-day synthetic history is reported in under
 //! a second.
 
 use std::fs;
@@ -222,6 +223,61 @@ fn a_monitor_killed_with_sigkill_leaves_a_gap_that_is_not_observed() {
         "gap {gap:.2}s, not observed between the runs {history_gap:.2}s\n{r:#}"
     );
     drop(first);
+}
+
+#[test]
+fn a_pause_is_paused_time_in_the_report_not_downtime() {
+    let dir = TestDir::new("hist-pause");
+    let port = free_port();
+    let env = settings(port);
+    let mut m = Monitor::start(&dir, &env, &demo_server_args(port, &[]));
+    let logs = m.log_dir().to_path_buf();
+    m.wait_for(SLOW, "healthy", || last_state(&logs) == "healthy");
+    let pid = m.server_pid().expect("server.pid");
+    let out = run(&dir, &env, &["pause"], QUICK);
+    assert!(out.status.success(), "pause: {}", m.dump());
+    m.wait_for(QUICK, "paused in the history", || {
+        last_state(&logs) == "paused"
+    });
+    let paused_at = Instant::now();
+    // The server dies while paused, and stays dead for a while.
+    assert!(signal_group(pid, libc::SIGKILL));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(last_state(&logs), "paused", "{}", m.dump());
+    let out = run(&dir, &env, &["resume"], QUICK);
+    assert!(out.status.success(), "resume: {}", m.dump());
+    let paused_for = paused_at.elapsed().as_secs_f64();
+    let resumed = Instant::now();
+    m.wait_for(SLOW, "healthy after the resume", || {
+        last_state(&logs) == "healthy"
+    });
+    let back = resumed.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    stop(&mut m);
+
+    let s = states(&logs);
+    let paused: Vec<&Value> = s.iter().filter(|v| v["s"] == "paused").collect();
+    assert_eq!(paused.len(), 1, "{s:#?}");
+    assert!(
+        paused[0]["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pid "),
+        "paused by whom: {s:#?}"
+    );
+    let r = report_json(&dir, &env, &["--since", "1h"]);
+    let paused_s = r["paused_s"].as_f64().unwrap();
+    assert!(
+        paused_s >= paused_for - 0.3 && paused_s <= paused_for + 1.0,
+        "paused {paused_for:.2}s, the report says {paused_s}: {r:#}"
+    );
+    assert_eq!(r["pauses"].as_array().map(Vec::len), Some(1), "{r:#}");
+    // The dead server counts as down only from the resume until it is back.
+    let down = r["downtime_s"].as_f64().unwrap();
+    assert!(
+        down <= back + 0.3,
+        "down {down}s, back {back:.2}s after the resume: {r:#}"
+    );
 }
 
 /// The not-observed time between the first run's last sign of life (the
