@@ -123,14 +123,8 @@ pub fn run(cfg: &Config) -> Result<(), RunError> {
     for warning in &cfg.warnings {
         log::warn!("{warning}");
     }
-    let uses_tls = [&cfg.health.health_url as &str]
-        .into_iter()
-        .chain(cfg.alert.alert_webhook_url.as_deref())
-        .chain(cfg.heartbeat.heartbeat_url.as_deref())
-        .any(|url| url.starts_with("https://"))
-        || (cfg.email_enabled() && cfg.alert.smtp_security != crate::config::SmtpSecurity::None);
     let bundle = crate::tls::default_system_bundle();
-    if let Some(warning) = crate::tls::missing_bundle_warning(uses_tls, bundle.as_deref()) {
+    if let Some(warning) = crate::tls::missing_bundle_warning(cfg.uses_tls(), bundle.as_deref()) {
         log::warn!("{warning}");
     }
     if let Some(panic) = crate::reexec::previous_panic() {

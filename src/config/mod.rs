@@ -596,6 +596,17 @@ pub fn load(
 }
 
 impl Config {
+    /// Some connection will use TLS: an https health, webhook or heartbeat
+    /// URL, or email over starttls / tls.
+    pub fn uses_tls(&self) -> bool {
+        [self.health.health_url.as_str()]
+            .into_iter()
+            .chain(self.alert.alert_webhook_url.as_deref())
+            .chain(self.heartbeat.heartbeat_url.as_deref())
+            .any(|url| url.starts_with("https://"))
+            || (self.email_enabled() && self.alert.smtp_security != SmtpSecurity::None)
+    }
+
     /// Alerts go by email: SMTP_SERVER and ALERT_EMAIL are both set.
     pub fn email_enabled(&self) -> bool {
         self.alert.smtp_server.is_some() && !self.alert.alert_email.is_empty()

@@ -1227,3 +1227,17 @@ fn heartbeat_url_is_masked_like_a_secret() {
     assert!(one("FLAP_RESTARTS", "1001").problems()[0].contains("FLAP_RESTARTS"));
     assert!(one("HISTORY_DAYS", "-1").problems()[0].contains("HISTORY_DAYS"));
 }
+
+#[test]
+fn uses_tls_when_any_url_is_https_or_mail_is_encrypted() {
+    assert!(!Input::default().ok().uses_tls());
+    assert!(one("HEALTH_URL", "https://127.0.0.1/health")
+        .ok()
+        .uses_tls());
+    assert!(one("HEARTBEAT_URL", "https://hc-ping.com/x")
+        .ok()
+        .uses_tls());
+    let mail = one("SMTP_SERVER", "smtp.example.com").env("ALERT_EMAIL", "ops@example.com");
+    assert!(mail.ok().uses_tls());
+    assert!(!mail.env("SMTP_SECURITY", "none").ok().uses_tls());
+}
