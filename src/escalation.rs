@@ -648,6 +648,7 @@ mod tests {
             attempt: n,
             cause: format!("process exited with status {n}"),
             down_checks: 0,
+            trigger: crate::policy::Trigger::Exit,
         })
     }
 

@@ -482,7 +482,6 @@ impl<'a> Monitor<'a> {
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
         log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
-        self.live.exited(&cause); // issue 13
 
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it

@@ -466,6 +466,7 @@ mod tests {
             attempt: 1,
             cause: "3 failed checks".into(),
             down_checks: 3,
+            trigger: crate::policy::Trigger::Health,
         });
         let c = t.observe(&Event::Tick, &[restart], PhaseName::Starting);
         assert_eq!(states(&c), [Status::Restarting]);

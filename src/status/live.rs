@@ -13,16 +13,12 @@ use super::{Route, StatusServer};
 use crate::config::Config;
 use crate::logging::{unix_millis, utc_iso8601_millis};
 use crate::policy::{Alert, Snapshot, StartKind};
-use crate::server::ExitCause;
 use crate::state::{LastCheck, State};
 
 pub struct Live {
     server: Option<StatusServer>,
     pub metrics: Metrics,
     pub recent: Recent,
-    /// How the server last ended, as the loop reaped it: a restart whose
-    /// cause is that exit counts as `exit` (see [`Cause::of_restart`]).
-    last_exit: Option<ExitCause>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -51,7 +47,6 @@ impl Live {
                 now,
             ),
             recent: Recent::default(),
-            last_exit: None,
         })
     }
 
@@ -62,22 +57,14 @@ impl Live {
         self.recent.push_check(check.clone());
     }
 
-    /// The server ended on its own (reaped by the loop).
-    pub fn exited(&mut self, cause: &ExitCause) {
-        self.last_exit = Some(cause.clone());
-    }
-
     /// A restart of `kind` is being carried out, begun at `wall`.
     pub fn restarting(&mut self, kind: &StartKind, wall: SystemTime) {
         let time = utc_iso8601_millis(wall);
-        let last_exit = self.last_exit.take();
         let (cause, what, detail) = match kind {
             StartKind::First => return,
-            StartKind::Restart { cause, .. } => (
-                Cause::of_restart(cause, last_exit.as_ref()),
-                "restart",
-                cause.as_str(),
-            ),
+            StartKind::Restart { cause, trigger, .. } => {
+                (Cause::of_trigger(*trigger), "restart", cause.as_str())
+            }
             StartKind::Retry { cause, .. } => {
                 (Cause::Retry, "retry after giving up", cause.as_str())
             }

@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::policy::PhaseName;
-use crate::server::ExitCause;
 
 /// The states of `server_monitor_state{state}`: the policy's phases as an
 /// operator reads them (see [`State::of_phase`]).
@@ -68,26 +67,20 @@ pub const CAUSES: [&str; 5] = ["exit", "health", "memory", "planned", "retry"];
 pub enum Cause {
     Exit,
     Health,
-    /// NOTE: not constructed until the memory limit (issue 9) lands.
-    #[allow(dead_code)]
     Memory,
     Planned,
     Retry,
 }
 
 impl Cause {
-    /// The cause of an automatic restart (`StartKind::Restart`'s `cause`),
-    /// given how the server last ended (`last_exit`, the [`ExitCause`] the
-    /// loop reaped since the previous restart): `exit` when the restart is
-    /// for that exit (the policy's cause is then the exit itself, whether it
-    /// ended a running server or a start being verified), `health`
-    /// otherwise (failed checks, a start not healthy in time). No wording
-    /// of the policy's is matched. [`Cause::Memory`] is for the memory
-    /// limit (issue 9), which gives its cause as data when it lands.
-    pub fn of_restart(cause: &str, last_exit: Option<&ExitCause>) -> Cause {
-        match last_exit {
-            Some(exit) if exit.to_string() == cause => Cause::Exit,
-            _ => Cause::Health,
+    /// The cause of an automatic restart, from the policy's
+    /// [`Trigger`](crate::policy::Trigger) (data, not the cause's wording).
+    pub fn of_trigger(trigger: crate::policy::Trigger) -> Cause {
+        use crate::policy::Trigger;
+        match trigger {
+            Trigger::Exit => Cause::Exit,
+            Trigger::Health => Cause::Health,
+            Trigger::Memory => Cause::Memory,
         }
     }
 }
@@ -567,12 +560,10 @@ mod tests {
     #[test]
     fn restarts_and_alerts_count_into_closed_label_sets() {
         let (mut m, t0) = fresh();
-        let killed = ExitCause::Status(crate::sys::WaitStatus::Signaled(9));
-        m.record_restart(Cause::of_restart(&killed.to_string(), Some(&killed)), 5.0);
-        m.record_restart(
-            Cause::of_restart("3 failed checks, last: timed out", Some(&killed)),
-            6.0,
-        );
+        use crate::policy::Trigger;
+        m.record_restart(Cause::of_trigger(Trigger::Exit), 5.0);
+        m.record_restart(Cause::of_trigger(Trigger::Health), 6.0);
+        m.record_restart(Cause::of_trigger(Trigger::Memory), 6.5);
         m.record_restart(Cause::Planned, 7.0);
         m.record_alert("eml", "sent");
         m.record_alert("webhook", "failed");
@@ -580,6 +571,7 @@ mod tests {
         let text = render(&m, t0);
         assert!(text.contains("restarts_total{cause=\"exit\"} 1\n"));
         assert!(text.contains("restarts_total{cause=\"health\"} 1\n"));
+        assert!(text.contains("restarts_total{cause=\"memory\"} 1\n"));
         assert!(text.contains("restarts_total{cause=\"planned\"} 1\n"));
         assert!(text.contains("alerts_total{channel=\"file\",result=\"sent\"} 1\n"));
         assert!(text.contains("alerts_total{channel=\"webhook\",result=\"failed\"} 1\n"));
@@ -602,23 +594,11 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_is_for_an_exit_only_when_its_cause_is_that_exit() {
-        use crate::sys::WaitStatus;
-        let exited = ExitCause::Status(WaitStatus::Exited(1));
-        let cause = exited.to_string();
-        assert_eq!(Cause::of_restart(&cause, Some(&exited)), Cause::Exit);
-        let adopted = ExitCause::Unknown;
-        let cause = adopted.to_string();
-        assert_eq!(Cause::of_restart(&cause, Some(&adopted)), Cause::Exit);
-        // An exit that brought no restart (RESTART_ON_EXIT off), then
-        // failed checks: health; no exit seen at all: health.
-        let checks = "3 failed checks, last: connection refused";
-        assert_eq!(Cause::of_restart(checks, Some(&exited)), Cause::Health);
-        assert_eq!(Cause::of_restart(&cause, None), Cause::Health);
-        assert_eq!(
-            Cause::of_restart("not healthy within 30s (no answer)", None),
-            Cause::Health
-        );
+    fn a_restarts_cause_is_the_policys_trigger() {
+        use crate::policy::Trigger;
+        assert_eq!(Cause::of_trigger(Trigger::Exit), Cause::Exit);
+        assert_eq!(Cause::of_trigger(Trigger::Health), Cause::Health);
+        assert_eq!(Cause::of_trigger(Trigger::Memory), Cause::Memory);
     }
 
     #[test]
