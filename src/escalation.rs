@@ -203,8 +203,7 @@ impl Escalation {
     }
 
     /// Alerts not sent (flapping, paused) since this monitor started, plus
-    /// those of a resumed predecessor.
-    #[cfg(test)] // read by the tests only
+    /// those of a resumed predecessor (`/metrics`' suppressed alerts).
     pub fn suppressed_total(&self) -> u64 {
         self.suppressed
     }
@@ -214,7 +213,7 @@ impl Escalation {
         self.episode.is_some()
     }
 
-    #[cfg(test)] // read by the tests only
+    /// The pause in force, if any (`/metrics`' `paused` state).
     pub fn pause(&self) -> Option<&Pause> {
         self.pause.as_ref()
     }

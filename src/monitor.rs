@@ -265,7 +265,13 @@ impl<'a> Monitor<'a> {
             self.notify.tell(&snap, pid, Instant::now());
             // Issue 13: the figures of this turn, then serve what is ready.
             let state = self.state.current();
-            self.live.turn(&snap, state, &self.alerts, Instant::now());
+            let feeds = crate::status::live::Feeds {
+                history: &self.history,
+                usage: &self.usage,
+                oncall: &self.oncall,
+            };
+            self.live
+                .turn(&snap, state, &self.alerts, feeds, Instant::now());
             self.wait();
         }
         self.shut_down();
