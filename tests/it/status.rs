@@ -601,3 +601,29 @@ fn a_busy_status_address_is_a_runtime_error_naming_it() {
     );
     drop(busy);
 }
+
+/// A MEMORY_LIMIT restart is counted as `cause="memory"` (the policy's
+/// trigger, not the cause's wording), and the memory shown is the group's.
+#[test]
+fn a_memory_limit_restart_counts_as_memory() {
+    let dir = TestDir::new("status-memory");
+    let (m, port, status) = start(&dir, &[("MEMORY_LIMIT", "100MB")]);
+    let (code, body) = http_get(port, "/leak?mb=150", Duration::from_secs(10)).expect("/leak");
+    assert_eq!(code, 200, "{body}");
+    m.wait_for(SLOW, "restarts_total{cause=\"memory\"} 1", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_restarts_total{cause=\"memory\"}") == Some(1.0)
+        })
+    });
+    let t = metrics(status).unwrap();
+    for cause in ["exit", "health"] {
+        let series = format!("server_monitor_restarts_total{{cause=\"{cause}\"}}");
+        assert_eq!(sample(&t, &series), Some(0.0), "{t}");
+    }
+    m.wait_for(SLOW, "the new server's memory shown", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_server_memory_bytes").is_some_and(|b| b > 0.0)
+                && sample(&t, "server_monitor_up") == Some(1.0)
+        })
+    });
+}
