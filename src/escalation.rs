@@ -206,8 +206,7 @@ impl Escalation {
     }
 
     /// Alerts not sent (flapping, paused) since this monitor started, plus
-    /// those of a resumed predecessor.
-    #[cfg(test)] // read by the tests only
+    /// those of a resumed predecessor (`/metrics`' suppressed alerts).
     pub fn suppressed_total(&self) -> u64 {
         self.suppressed
     }
@@ -217,7 +216,7 @@ impl Escalation {
         self.episode.is_some()
     }
 
-    /// The pause under way, if any.
+    /// The pause in force, if any (`/metrics`' `paused` state).
     pub fn pause(&self) -> Option<&Pause> {
         self.pause.as_ref()
     }
@@ -670,6 +669,7 @@ mod tests {
             attempt: n,
             cause: format!("process exited with status {n}"),
             down_checks: 0,
+            trigger: crate::policy::Trigger::Exit,
         })
     }
 

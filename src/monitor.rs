@@ -250,7 +250,13 @@ impl<'a> Monitor<'a> {
             self.notify.tell(&snap, pid, Instant::now());
             // The figures of this turn, then serve what is ready.
             let state = self.state.current();
-            self.live.turn(&snap, state, &self.alerts, Instant::now());
+            let feeds = crate::status::live::Feeds {
+                history: &self.history,
+                usage: &self.usage,
+                oncall: &self.oncall,
+            };
+            self.live
+                .turn(&snap, state, &self.alerts, feeds, Instant::now());
             self.wait();
         }
         self.shut_down();
@@ -484,7 +490,6 @@ impl<'a> Monitor<'a> {
         let cause = self.server.as_mut()?.poll_exit(&reaped)?;
         let mut s = self.server.take()?;
         log::error!(pid = s.pid, cause = cause.to_string().as_str(); "server exited unexpectedly");
-        self.live.exited(&cause);
 
         // SPEC step 4: what is left of the group is stopped even when its
         // leader already died; a worker or grandchild must not outlive it

@@ -122,6 +122,8 @@ pub enum StartKind {
         attempt: u32,
         cause: String,
         down_checks: u32,
+        /// What made it due, as data (the metrics' `cause` label).
+        trigger: Trigger,
     },
     /// The one more try after giving up (RETRY_AFTER_GIVE_UP).
     Retry {
@@ -131,6 +133,16 @@ pub enum StartKind {
     Planned {
         by: String,
     },
+}
+
+/// What made an automatic restart due: the server's exit (also during a
+/// start being verified), failed checks (or a start not healthy in time),
+/// or MEMORY_LIMIT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Exit,
+    Health,
+    Memory,
 }
 
 impl StartKind {
@@ -327,6 +339,7 @@ enum Phase {
         not_before: Instant,
         cause: String,
         down_checks: u32,
+        trigger: Trigger,
     },
     GivenUp {
         retry_at: Option<Instant>,
@@ -555,7 +568,7 @@ impl Policy {
             Event::SpawnFailed(reason) => {
                 if let Phase::Starting { kind } = &self.phase {
                     let kind = kind.clone();
-                    self.verify_failed(kind, reason, now, &mut out);
+                    self.verify_failed(kind, reason, Trigger::Health, now, &mut out);
                 }
             }
             Event::Exited(cause) => self.exited(cause, now, &mut out),
@@ -594,7 +607,7 @@ impl Policy {
                             .map_or_else(|| "no answer".to_string(), ToString::to_string)
                     );
                     let kind = kind.clone();
-                    self.verify_failed(kind, reason, now, out);
+                    self.verify_failed(kind, reason, Trigger::Health, now, out);
                 } else if now >= *next_probe {
                     *next_probe = now + probe_gap(now - *started);
                     out.push(Action::Check);
@@ -604,10 +617,11 @@ impl Policy {
                 not_before,
                 cause,
                 down_checks,
+                trigger,
             } => {
                 if now >= *not_before {
-                    let (cause, down_checks) = (cause.clone(), *down_checks);
-                    self.restart_due(cause, down_checks, now, out);
+                    let (cause, down_checks, trigger) = (cause.clone(), *down_checks, *trigger);
+                    self.restart_due(cause, trigger, down_checks, now, out);
                 } else {
                     self.check_if_due(now, out);
                 }
@@ -691,7 +705,7 @@ impl Policy {
                     self.last_error = Some(reason.clone());
                     if self.failures >= self.rules.failure_threshold {
                         let cause = format!("{} failed checks, last: {reason}", self.failures);
-                        self.restart_due(cause, self.failures, now, out);
+                        self.restart_due(cause, Trigger::Health, self.failures, now, out);
                     }
                 }
             }
@@ -747,7 +761,7 @@ impl Policy {
             if self.memory_over >= self.rules.failure_threshold {
                 let cause = memory_cause(used, limit, self.rules.memory_limit);
                 self.last_error = Some(cause.clone());
-                self.restart_due(cause, self.failures, now, out);
+                self.restart_due(cause, Trigger::Memory, self.failures, now, out);
             }
         }
     }
@@ -760,7 +774,7 @@ impl Policy {
         match &self.phase {
             Phase::Verifying { kind, .. } => {
                 let kind = kind.clone();
-                self.verify_failed(kind, cause, now, out);
+                self.verify_failed(kind, cause, Trigger::Exit, now, out);
             }
             Phase::Running { .. } => {
                 self.phase = Phase::Running {
@@ -768,7 +782,7 @@ impl Policy {
                 };
                 self.last_error = Some(cause.clone());
                 if self.rules.restart_on_exit {
-                    self.restart_due(cause, self.failures, now, out);
+                    self.restart_due(cause, Trigger::Exit, self.failures, now, out);
                 }
             }
             Phase::Idle
@@ -828,6 +842,7 @@ impl Policy {
         &mut self,
         kind: StartKind,
         reason: String,
+        trigger: Trigger,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -855,13 +870,13 @@ impl Policy {
                 self.phase = Phase::Running {
                     healthy_since: None,
                 };
-                self.restart_due(reason, self.failures, now, out);
+                self.restart_due(reason, trigger, self.failures, now, out);
             }
             StartKind::First | StartKind::Restart { .. } => {
                 self.phase = Phase::Running {
                     healthy_since: None,
                 };
-                self.restart_due(reason, self.failures, now, out);
+                self.restart_due(reason, trigger, self.failures, now, out);
             }
         }
     }
@@ -869,6 +884,7 @@ impl Policy {
     fn restart_due(
         &mut self,
         cause: String,
+        trigger: Trigger,
         down_checks: u32,
         now: Instant,
         out: &mut Vec<Action>,
@@ -896,6 +912,7 @@ impl Policy {
                     not_before,
                     cause,
                     down_checks,
+                    trigger,
                 };
                 return;
             }
@@ -904,6 +921,7 @@ impl Policy {
             attempt: self.attempts + 1,
             cause,
             down_checks,
+            trigger,
         };
         self.start(kind, now, out);
     }
@@ -955,7 +973,7 @@ impl Policy {
         self.next_check = now;
         if let Some(cause) = self.exited_while_paused.take() {
             if self.rules.restart_on_exit {
-                self.restart_due(cause.to_string(), 0, now, out);
+                self.restart_due(cause.to_string(), Trigger::Exit, 0, now, out);
             }
         }
     }
@@ -1302,6 +1320,7 @@ mod tests {
                 attempt: 1,
                 cause: "3 failed checks, last: timed out".into(),
                 down_checks: 3,
+                trigger: Trigger::Health,
             })]
         );
     }
@@ -1340,6 +1359,7 @@ mod tests {
                 attempt: 1,
                 cause: "killed by signal 9 (SIGKILL)".into(),
                 down_checks: 0,
+                trigger: Trigger::Exit,
             })]
         );
         s.feed(Event::Spawned);
@@ -1352,6 +1372,53 @@ mod tests {
                 down_checks: 0,
                 cause: "killed by signal 9 (SIGKILL)".into()
             }]
+        );
+    }
+
+    /// The trigger of a restart is data that survives the cooldown's wait:
+    /// an exit while a restart is verified restarts for `exit`, a start
+    /// never healthy in time for `health`.
+    #[test]
+    fn a_restarts_trigger_is_kept_through_verification_and_cooldown() {
+        let mut s = Scenario::running(rules());
+        s.at(5.0);
+        s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(1))));
+        s.feed(Event::Spawned);
+        s.at(5.01);
+        s.feed(Event::Exited(ExitCause::Status(WaitStatus::Exited(2))));
+        let mut t = 5.01;
+        while s.restarts() < 2 && t < 3600.0 {
+            t += 1.0;
+            s.at(t);
+            s.feed(Event::Tick);
+        }
+        let triggers: Vec<Trigger> = (s.starts.iter())
+            .filter_map(|k| match k {
+                StartKind::Restart { trigger, .. } => Some(*trigger),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(triggers, [Trigger::Exit, Trigger::Exit]);
+        // Spawned, never healthy: the start's deadline passes.
+        s.feed(Event::Spawned);
+        while s.restarts() < 3 && t < 7200.0 {
+            t += 1.0;
+            s.at(t);
+            let actions = s.feed(Event::Tick);
+            if actions.contains(&Action::Check) {
+                s.feed(failed());
+            }
+        }
+        assert!(
+            matches!(
+                s.starts.last(),
+                Some(StartKind::Restart {
+                    trigger: Trigger::Health,
+                    ..
+                })
+            ),
+            "{:?}",
+            s.starts
         );
     }
 
@@ -2095,6 +2162,7 @@ mod tests {
                 attempt: 1,
                 cause: cause.clone(),
                 down_checks: 0,
+                trigger: Trigger::Memory,
             })
         );
         assert_eq!(

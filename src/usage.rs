@@ -572,6 +572,12 @@ impl Watch {
         }
     }
 
+    /// The last sample and the server (pid) it was of: the status
+    /// endpoints' memory (the group's PSS) and CPU seconds.
+    pub fn last_sample(&self) -> Option<(u32, &Sample)> {
+        self.last.as_ref().map(|(pid, s)| (*pid, s))
+    }
+
     /// The last measurement, for the state file.
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()

@@ -39,6 +39,55 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// A wall clock this far from the anchored one is taken again.
 const MAX_DRIFT_MS: i64 = 60_000;
+/// How far back the history kept in memory goes: the status page's longest
+/// window (30 d).
+pub const KEEP_MS: i64 = 30 * 86_400_000;
+/// At most this many records are kept in memory (a server flapping all
+/// month); past it the oldest tenth goes, and the start of the 30 days is
+/// then "not observed" on the status page (never on the report).
+pub const KEEP_MAX: usize = 10_000;
+
+/// The last [`KEEP_MS`] of history records, in file order, for the status
+/// endpoints (which never read the disk on a request). Besides the records
+/// of the window it keeps the last state line before it: the state at the
+/// window's start. Bounded by [`KEEP_MAX`].
+#[derive(Debug, Default)]
+pub struct Kept {
+    records: Vec<Record>,
+}
+
+impl Kept {
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Keeps `r`, then drops what fell out of the window at `now_ms`.
+    pub fn push(&mut self, r: Record, now_ms: i64) {
+        self.records.push(r);
+        self.trim(now_ms);
+    }
+
+    pub fn trim(&mut self, now_ms: i64) {
+        let cutoff = now_ms - KEEP_MS;
+        let len = self.records.len();
+        let first_in = (self.records.iter())
+            .position(|r| r.time() >= cutoff)
+            .unwrap_or(len);
+        let start = self.records[..first_in]
+            .iter()
+            .rposition(|r| matches!(r, Record::State { .. }))
+            .unwrap_or(first_in);
+        let over = if len > KEEP_MAX {
+            len - KEEP_MAX * 9 / 10
+        } else {
+            0
+        };
+        let drop = start.max(over);
+        if drop > 0 {
+            self.records.drain(..drop);
+        }
+    }
+}
 
 /// Pure: the state the history shows, from the policy's events and actions.
 #[derive(Clone, Debug, Default)]
@@ -179,6 +228,8 @@ pub struct Recorder {
     tracker: Tracker,
     today: DaySummary,
     failing_write: bool,
+    /// The last 30 days, in memory (loaded once at start).
+    kept: Kept,
 }
 
 impl Recorder {
@@ -192,6 +243,15 @@ impl Recorder {
             .ok()
             .map(|s| s.updated_unix_ms as i64)
             .filter(|&ms| ms > 0);
+        // The status endpoints' 30 days, read once (the files are small).
+        let mut kept = Kept::default();
+        for rec in super::read(log_dir, anchor_ms - KEEP_MS, anchor_ms).unwrap_or_default() {
+            kept.records.push(rec);
+            if kept.records.len() > 2 * KEEP_MAX {
+                kept.trim(anchor_ms);
+            }
+        }
+        kept.trim(anchor_ms);
         let mut r = Recorder {
             log_dir: log_dir.to_path_buf(),
             history_days,
@@ -207,6 +267,7 @@ impl Recorder {
                 ..DaySummary::default()
             },
             failing_write: false,
+            kept,
         };
         r.prune_if_due();
         let t = r.now_ms();
@@ -312,8 +373,15 @@ impl Recorder {
         self.write(Record::Stop { t });
     }
 
-    fn now_ms(&self) -> i64 {
+    /// Now, in the history's UTC milliseconds.
+    pub fn now_ms(&self) -> i64 {
         self.anchor_ms + self.anchor.elapsed().as_millis() as i64
+    }
+
+    /// The history of the last 30 days, in memory, this run's lines
+    /// included: for the status endpoints.
+    pub fn recent(&self) -> &[Record] {
+        self.kept.records()
     }
 
     fn prune_if_due(&mut self) {
@@ -371,11 +439,14 @@ impl Recorder {
                 if let Some(mut change) = self.tracker.shown() {
                     change.carry = true;
                     change.restart = false;
-                    self.append(&Record::State { t, change }.to_line());
+                    let carry = Record::State { t, change };
+                    self.append(&carry.to_line());
+                    self.kept.push(carry, t);
                 }
             }
         }
         self.append(&record.to_line());
+        self.kept.push(record, t);
         self.last_write = Instant::now();
     }
 
@@ -461,6 +532,51 @@ mod tests {
     }
 
     #[test]
+    fn kept_holds_30_days_and_the_state_at_their_start() {
+        const DAY: i64 = 86_400_000;
+        let state = |t: i64, st: Status| Record::State {
+            t,
+            change: Change::to(st),
+        };
+        let mut k = Kept::default();
+        k.push(state(0, Status::Healthy), 0);
+        k.push(state(DAY, Status::Failing), DAY);
+        k.push(Record::Heartbeat { t: 2 * DAY }, 2 * DAY);
+        k.push(state(3 * DAY, Status::Healthy), 3 * DAY);
+        // At day 32 the window starts at day 2: the failing line (the state
+        // at day 2) stays, the one before it goes.
+        k.push(Record::Heartbeat { t: 32 * DAY }, 32 * DAY);
+        let times: Vec<i64> = k.records().iter().map(Record::time).collect();
+        assert_eq!(times, [DAY, 2 * DAY, 3 * DAY, 32 * DAY]);
+        // Bounded: a month of flapping keeps at most KEEP_MAX records.
+        for i in 0..(3 * KEEP_MAX as i64) {
+            k.push(state(32 * DAY + i, Status::Failing), 32 * DAY + i);
+        }
+        assert!(k.records().len() <= KEEP_MAX);
+        assert_eq!(
+            k.records().last().unwrap().time(),
+            32 * DAY + 3 * KEEP_MAX as i64 - 1
+        );
+    }
+
+    #[test]
+    fn the_recorder_keeps_what_it_writes_and_loads_the_files_once() {
+        let dir = std::env::temp_dir().join(format!("sm-recorder-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = Recorder::open(&dir, 400);
+        r.observe(&healthy(), &[], PhaseName::Running);
+        r.stop();
+        let n = r.recent().len();
+        assert!(n >= 3, "{:?}", r.recent());
+        assert!(matches!(r.recent()[0], Record::Start { .. }));
+        // The next run starts with the previous one's lines.
+        let r2 = Recorder::open(&dir, 400);
+        assert_eq!(r2.recent().len(), n + 1);
+        assert!(matches!(r2.recent()[n], Record::Start { .. }));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn downtime_begins_at_the_first_failed_check() {
         let mut t = Tracker::default();
         assert_eq!(
@@ -478,6 +594,7 @@ mod tests {
             attempt: 1,
             cause: "3 failed checks".into(),
             down_checks: 3,
+            trigger: crate::policy::Trigger::Health,
         });
         let c = t.observe(&Event::Tick, &[restart], PhaseName::Starting);
         assert_eq!(states(&c), [Status::Restarting]);

@@ -142,13 +142,22 @@ pub fn line(title: &str, unit: &str, period: Period, points: &[(i64, f64)]) -> S
     let span = period.len().max(1) as f64;
     let x_of = |t: i64| x0 + ((t - period.from) as f64 / span).clamp(0.0, 1.0) * (x1 - x0);
     let y_of = |v: f64| y1 - (v / top).clamp(0.0, 1.0) * (y1 - y0);
+    // Two days or less (the status page's 24 hours): times, not dates.
+    let short = period.len() <= 2 * 86_400_000;
     let x_labels: Vec<(f64, String)> = (0..=4)
         .map(|k| {
             let t = period.from + (period.len() * k / 4);
-            (
-                x0 + (x1 - x0) * k as f64 / 4.0,
-                day_name(t.div_euclid(86_400_000)),
-            )
+            let label = if short {
+                let minute = t.div_euclid(60_000);
+                format!(
+                    "{:02}:{:02}",
+                    minute.div_euclid(60).rem_euclid(24),
+                    minute.rem_euclid(60)
+                )
+            } else {
+                day_name(t.div_euclid(86_400_000))
+            };
+            (x0 + (x1 - x0) * k as f64 / 4.0, label)
         })
         .collect();
     axes(
@@ -250,6 +259,18 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains(">50 ms<"), "{svg}");
         assert!(line("x", "ms", p, &[]).contains("no data"));
+        // A day or two: the axis shows UTC times; longer: dates.
+        let day = Period {
+            from: 20_758 * 86_400_000 + 6 * 3_600_000,
+            to: 20_759 * 86_400_000 + 6 * 3_600_000,
+        };
+        let svg = line("x", "ms", day, &[]);
+        assert!(svg.contains(">06:00<") && svg.contains(">12:00<"), "{svg}");
+        let month = Period {
+            from: 20_758 * 86_400_000,
+            to: 20_788 * 86_400_000,
+        };
+        assert!(line("x", "ms", month, &[]).contains(">2026-11-01<"));
         assert_eq!(nice(0.3), 1.0);
         assert_eq!(nice(120.0), 200.0);
     }

@@ -350,6 +350,33 @@ pub fn account(records: &[Record], period: Period, alive_until: Option<i64>) -> 
     r
 }
 
+/// Pure: the availability % over each of `periods` (None: nothing observed
+/// in it), with the rules of [`account`] (up ÷ (up + down); paused and
+/// unobserved time count for neither) from one pass over the records: the
+/// status page's windows and hourly bars.
+pub fn availabilities(
+    records: &[Record],
+    periods: &[Period],
+    alive_until: Option<i64>,
+) -> Vec<Option<f64>> {
+    let segs = segments(records, alive_until);
+    periods
+        .iter()
+        .map(|p| {
+            let (mut up, mut down) = (0, 0);
+            for s in &segs {
+                let len = (s.to.min(p.to) - s.from.max(p.from)).max(0);
+                match s.class {
+                    Class::Up => up += len,
+                    Class::Down => down += len,
+                    Class::Paused => {}
+                }
+            }
+            percent(up, up + down)
+        })
+        .collect()
+}
+
 /// Per-day figures: time by class, and the `day` lines added up.
 fn days(segs: &[Segment], records: &[Record], period: Period) -> Vec<Day> {
     if period.is_empty() {

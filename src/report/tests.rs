@@ -305,3 +305,30 @@ fn server_text_is_escaped_in_the_page_and_quoted_in_csv() {
         .unwrap()
         .ends_with("\"status \"\"<img src=x onerror=alert(1)>\"\", ok\""));
 }
+
+#[test]
+fn availabilities_agree_with_the_report_for_each_window() {
+    let rec = [
+        start(T0, None),
+        state(T0, Status::Healthy, ""),
+        state(T0 + H, Status::Failing, "timed out"),
+        restart(T0 + H + 90 * S, "3 failed checks"),
+        state(T0 + H + 100 * S, Status::Healthy, ""),
+        state(T0 + 2 * H, Status::Paused, "deploy by ops"),
+        state(T0 + 3 * H, Status::Healthy, ""),
+        Record::Heartbeat { t: T0 + 4 * H },
+    ];
+    let alive = Some(T0 + 5 * H);
+    let periods: Vec<Period> = (0..6)
+        .map(|h| period(T0 + (h - 1) * H, T0 + h * H))
+        .chain([period(T0 - 24 * H, T0 + 5 * H), period(T0 + H, T0 + 2 * H)])
+        .collect();
+    let got = availabilities(&rec, &periods, alive);
+    for (p, a) in periods.iter().zip(&got) {
+        assert_eq!(*a, account(&rec, *p, alive).availability(), "{p:?}");
+    }
+    assert_eq!(got[0], None, "before the first record: not observed");
+    assert_eq!(got[3], None, "paused all hour: neither up nor down");
+    let hour = got[2].unwrap();
+    assert!((hour - 100.0 * (H - 100 * S) as f64 / H as f64).abs() < 1e-9);
+}

@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::policy::PhaseName;
-use crate::server::ExitCause;
 
 /// The states of `server_monitor_state{state}`: the policy's phases as an
 /// operator reads them (see [`State::of_phase`]).
@@ -42,8 +41,8 @@ impl State {
     /// The state for the policy's phase (`Snapshot::phase`), its failure
     /// count, and whether the server was ever restarted (a start being
     /// verified after a restart is `restarting`, the first `starting`).
-    /// NOTE: exhaustive on purpose: a new phase (issue 12's pause) must be
-    /// given its state here; [`State::Paused`] waits for it.
+    /// NOTE: exhaustive on purpose: a new phase must be given its state
+    /// here. A pause is not a phase but the escalation's: [`State::paused`].
     pub fn of_phase(phase: PhaseName, failures: u32, restarted: bool) -> State {
         match phase {
             PhaseName::Running if failures == 0 => State::Healthy,
@@ -53,6 +52,16 @@ impl State {
             PhaseName::Idle | PhaseName::Starting | PhaseName::Verifying => State::Starting,
             PhaseName::GivenUp => State::GivenUp,
             PhaseName::Stopped => State::Stopped,
+        }
+    }
+
+    /// `paused` while restarts are paused (the escalation's pause), over
+    /// whatever the phase is, but for a stopped monitor.
+    pub fn paused(self, paused: bool) -> State {
+        if paused && self != State::Stopped {
+            State::Paused
+        } else {
+            self
         }
     }
 
@@ -68,26 +77,20 @@ pub const CAUSES: [&str; 5] = ["exit", "health", "memory", "planned", "retry"];
 pub enum Cause {
     Exit,
     Health,
-    /// NOTE: not constructed until the memory limit (issue 9) lands.
-    #[allow(dead_code)]
     Memory,
     Planned,
     Retry,
 }
 
 impl Cause {
-    /// The cause of an automatic restart (`StartKind::Restart`'s `cause`),
-    /// given how the server last ended (`last_exit`, the [`ExitCause`] the
-    /// loop reaped since the previous restart): `exit` when the restart is
-    /// for that exit (the policy's cause is then the exit itself, whether it
-    /// ended a running server or a start being verified), `health`
-    /// otherwise (failed checks, a start not healthy in time). No wording
-    /// of the policy's is matched. [`Cause::Memory`] is for the memory
-    /// limit (issue 9), which gives its cause as data when it lands.
-    pub fn of_restart(cause: &str, last_exit: Option<&ExitCause>) -> Cause {
-        match last_exit {
-            Some(exit) if exit.to_string() == cause => Cause::Exit,
-            _ => Cause::Health,
+    /// The cause of an automatic restart, from the policy's
+    /// [`Trigger`](crate::policy::Trigger) (data, not the cause's wording).
+    pub fn of_trigger(trigger: crate::policy::Trigger) -> Cause {
+        use crate::policy::Trigger;
+        match trigger {
+            Trigger::Exit => Cause::Exit,
+            Trigger::Health => Cause::Health,
+            Trigger::Memory => Cause::Memory,
         }
     }
 }
@@ -201,18 +204,21 @@ impl Metrics {
         self.last_restart_time = Some(at);
     }
 
-    /// One alert delivery's outcome on a channel (the dispatcher's names:
-    /// `email`, `webhook`, `eml` for the local file); `suppressed` when it
-    /// was not sent on purpose. An unknown channel name is not counted.
-    // NOTE: no caller yet outside the tests: the alerts held back on
-    // purpose come with issues 11 and 12.
-    #[allow(dead_code)]
-    pub fn record_alert(&mut self, channel: &str, result: &str) {
-        let Some(c) = channel_index(channel) else {
-            return;
-        };
-        if let Some(r) = RESULTS.iter().position(|x| *x == result) {
-            self.alerts[c][r] += 1;
+    /// The alerts the escalation held back on purpose (flapping, a pause:
+    /// `suppressed_total`), as `result="suppressed"` on each channel they
+    /// would have gone to: the configured ones (the dispatcher's names
+    /// `email`, `webhook`), or `file` (`eml`) when none is.
+    pub fn set_suppressed(&mut self, channels: &[&str], n: u64) {
+        let s = RESULTS.iter().position(|x| *x == "suppressed");
+        for row in &mut self.alerts {
+            if let Some(s) = s {
+                row[s] = 0;
+            }
+        }
+        for c in channels.iter().filter_map(|c| channel_index(c)) {
+            if let Some(s) = s {
+                self.alerts[c][s] = n;
+            }
         }
     }
 
@@ -222,9 +228,8 @@ impl Metrics {
         &mut self,
         tally: impl IntoIterator<Item = (&'a (&'a str, &'a str), &'a u64)>,
     ) {
-        // NOTE: only what the tally names is set: `suppressed` is counted
-        // by `record_alert` where an alert is held back on purpose
-        // (ALERT_REMINDER, flapping: issues 11 and 12), and stays.
+        // NOTE: only what the tally names is set: `suppressed` comes from
+        // the escalation (`set_suppressed`), and stays.
         for ((channel, result), n) in tally {
             if let (Some(c), Some(r)) = (
                 channel_index(channel),
@@ -233,6 +238,21 @@ impl Metrics {
                 self.alerts[c][r] = *n;
             }
         }
+    }
+}
+
+/// The server's memory (bytes) and CPU seconds for `/metrics`: the usage
+/// watch's last sample of the group (PSS) when it is of the server running
+/// now (`pid`), else `read` of that process alone (RSS), else none.
+pub fn server_usage(
+    pid: Option<u32>,
+    sample: Option<(u32, &crate::usage::Sample)>,
+    read: impl FnOnce(u32) -> Option<(u64, f64)>,
+) -> Option<(u64, f64)> {
+    let pid = pid?;
+    match sample {
+        Some((of, s)) if of == pid => Some((s.total_bytes, s.cpu_seconds)),
+        _ => read(pid),
     }
 }
 
@@ -402,14 +422,14 @@ pub fn render(m: &Metrics, now: Instant) -> String {
     gauge(
         o,
         "server_memory_bytes",
-        "Resident memory of the server process (0: none running).",
+        "Memory of the server: its process group's PSS as last measured, else the process's RSS (0: none running).",
         &[("", m.server_memory_bytes.unwrap_or(0) as f64)],
     );
     family(
         o,
         "server_cpu_seconds_total",
         "counter",
-        "CPU seconds of the running server process (user and system).",
+        "CPU seconds (user and system) of the running server: its process group's as last measured, else the process's.",
         &[(String::new(), m.server_cpu_seconds.unwrap_or(0.0))],
     );
     family(
@@ -567,19 +587,22 @@ mod tests {
     #[test]
     fn restarts_and_alerts_count_into_closed_label_sets() {
         let (mut m, t0) = fresh();
-        let killed = ExitCause::Status(crate::sys::WaitStatus::Signaled(9));
-        m.record_restart(Cause::of_restart(&killed.to_string(), Some(&killed)), 5.0);
-        m.record_restart(
-            Cause::of_restart("3 failed checks, last: timed out", Some(&killed)),
-            6.0,
-        );
+        use crate::policy::Trigger;
+        m.record_restart(Cause::of_trigger(Trigger::Exit), 5.0);
+        m.record_restart(Cause::of_trigger(Trigger::Health), 6.0);
+        m.record_restart(Cause::of_trigger(Trigger::Memory), 6.5);
         m.record_restart(Cause::Planned, 7.0);
-        m.record_alert("eml", "sent");
-        m.record_alert("webhook", "failed");
-        m.record_alert("pager", "sent");
+        let tally: std::collections::BTreeMap<(&str, &str), u64> = [
+            (("eml", "sent"), 1),
+            (("webhook", "failed"), 1),
+            (("pager", "sent"), 1),
+        ]
+        .into();
+        m.set_alerts(&tally);
         let text = render(&m, t0);
         assert!(text.contains("restarts_total{cause=\"exit\"} 1\n"));
         assert!(text.contains("restarts_total{cause=\"health\"} 1\n"));
+        assert!(text.contains("restarts_total{cause=\"memory\"} 1\n"));
         assert!(text.contains("restarts_total{cause=\"planned\"} 1\n"));
         assert!(text.contains("alerts_total{channel=\"file\",result=\"sent\"} 1\n"));
         assert!(text.contains("alerts_total{channel=\"webhook\",result=\"failed\"} 1\n"));
@@ -590,7 +613,7 @@ mod tests {
     #[test]
     fn the_dispatchers_tally_leaves_suppressed_counts_alone() {
         let (mut m, t0) = fresh();
-        m.record_alert("email", "suppressed");
+        m.set_suppressed(&["email"], 1);
         let tally: std::collections::BTreeMap<(&str, &str), u64> =
             [(("email", "sent"), 3), (("eml", "failed"), 1)].into();
         m.set_alerts(&tally);
@@ -602,23 +625,75 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_is_for_an_exit_only_when_its_cause_is_that_exit() {
-        use crate::sys::WaitStatus;
-        let exited = ExitCause::Status(WaitStatus::Exited(1));
-        let cause = exited.to_string();
-        assert_eq!(Cause::of_restart(&cause, Some(&exited)), Cause::Exit);
-        let adopted = ExitCause::Unknown;
-        let cause = adopted.to_string();
-        assert_eq!(Cause::of_restart(&cause, Some(&adopted)), Cause::Exit);
-        // An exit that brought no restart (RESTART_ON_EXIT off), then
-        // failed checks: health; no exit seen at all: health.
-        let checks = "3 failed checks, last: connection refused";
-        assert_eq!(Cause::of_restart(checks, Some(&exited)), Cause::Health);
-        assert_eq!(Cause::of_restart(&cause, None), Cause::Health);
+    fn a_restarts_cause_is_the_policys_trigger() {
+        use crate::policy::Trigger;
+        assert_eq!(Cause::of_trigger(Trigger::Exit), Cause::Exit);
+        assert_eq!(Cause::of_trigger(Trigger::Health), Cause::Health);
+        assert_eq!(Cause::of_trigger(Trigger::Memory), Cause::Memory);
+    }
+
+    #[test]
+    fn suppressed_alerts_count_on_the_channels_they_would_have_gone_to() {
+        let (mut m, t0) = fresh();
+        m.set_suppressed(&["email", "webhook"], 4);
+        let text = render(&m, t0);
+        assert!(text.contains("alerts_total{channel=\"email\",result=\"suppressed\"} 4\n"));
+        assert!(text.contains("alerts_total{channel=\"webhook\",result=\"suppressed\"} 4\n"));
+        assert!(text.contains("alerts_total{channel=\"file\",result=\"suppressed\"} 0\n"));
+        // No channel configured: the dispatcher names the local file.
+        m.set_suppressed(&["eml"], 5);
+        let text = render(&m, t0);
+        assert!(text.contains("alerts_total{channel=\"file\",result=\"suppressed\"} 5\n"));
+        assert!(text.contains("alerts_total{channel=\"email\",result=\"suppressed\"} 0\n"));
+    }
+
+    #[test]
+    fn a_pause_is_the_paused_state_and_gauge() {
+        use PhaseName as P;
+        let s = State::of_phase(P::Running, 0, false).paused(true);
+        assert_eq!(s, State::Paused);
         assert_eq!(
-            Cause::of_restart("not healthy within 30s (no answer)", None),
-            Cause::Health
+            State::of_phase(P::Running, 2, true).paused(false),
+            State::Failing
         );
+        assert_eq!(
+            State::of_phase(P::GivenUp, 3, true).paused(true),
+            State::Paused
+        );
+        assert_eq!(
+            State::of_phase(P::Stopped, 0, true).paused(true),
+            State::Stopped
+        );
+        let (mut m, t0) = fresh();
+        m.set_state(s, t0);
+        let text = render(&m, t0);
+        assert!(text.contains("server_monitor_state{state=\"paused\"} 1\n"));
+        assert!(text.contains("server_monitor_paused 1\n"));
+        assert!(text.contains("server_monitor_up 0\n"));
+    }
+
+    #[test]
+    fn server_usage_is_the_groups_sample_of_the_running_server_else_a_read() {
+        let sample = crate::usage::Sample {
+            total_bytes: 300 << 20,
+            pss: true,
+            processes: vec![],
+            cpu_seconds: 12.5,
+            age_seconds: None,
+            taken: Instant::now(),
+        };
+        let read = |pid: u32| Some((u64::from(pid), 1.0));
+        assert_eq!(
+            server_usage(Some(42), Some((42, &sample)), read),
+            Some((300 << 20, 12.5))
+        );
+        // A sample of an earlier server: the process read now.
+        assert_eq!(
+            server_usage(Some(43), Some((42, &sample)), read),
+            Some((43, 1.0))
+        );
+        assert_eq!(server_usage(Some(43), None, read), Some((43, 1.0)));
+        assert_eq!(server_usage(None, Some((42, &sample)), read), None);
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! Not here: what the numbers are (the loop records them into
 //! [`metrics::Metrics`] and [`page::Recent`]).
 
+pub(crate) mod hourly;
 pub(crate) mod live;
 pub(crate) mod metrics;
 pub(crate) mod page;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-const QUICK: Duration = Duration::from_secs(5);
+pub(crate) const QUICK: Duration = Duration::from_secs(5);
 const SLOW: Duration = Duration::from_secs(20);
 
 fn settings(
@@ -45,7 +45,12 @@ fn settings(
 
 /// `GET path` with extra header lines; `(status, head, body)` of the
 /// answer, None on refusal or when it does not come within `timeout`.
-fn get(port: u16, path: &str, headers: &str, timeout: Duration) -> Option<(u16, String, String)> {
+pub(crate) fn get(
+    port: u16,
+    path: &str,
+    headers: &str,
+    timeout: Duration,
+) -> Option<(u16, String, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
@@ -123,7 +128,7 @@ fn now_ms() -> i64 {
 }
 
 /// A running monitor whose server answers healthy and whose /healthz does.
-fn start(dir: &TestDir, overrides: &[(&'static str, &str)]) -> (Monitor, u16, u16) {
+pub(crate) fn start(dir: &TestDir, overrides: &[(&'static str, &str)]) -> (Monitor, u16, u16) {
     let (port, status) = (free_port(), free_port());
     let m = Monitor::start(
         dir,
@@ -172,7 +177,7 @@ fn crash_to_healthy(m: &Monitor) -> Duration {
 #[test]
 fn the_four_paths_answer_and_a_crash_is_counted() {
     let dir = TestDir::new("status-paths");
-    let (m, _port, status) = start(&dir, &[]);
+    let (m, port, status) = start(&dir, &[]);
     let (code, head, body) = get(status, "/healthz", "", QUICK).expect("/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"), "{head}");
     assert!(head.contains("Connection: close"));
@@ -181,10 +186,13 @@ fn the_four_paths_answer_and_a_crash_is_counted() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("status.json is JSON");
     assert_eq!(v["phase"], "running");
     assert_eq!(v["monitor_running"], true);
-    assert!(
-        v["availability"].is_null(),
-        "TODO(history) hook: null until history lands"
-    );
+    // The availability windows, from the history kept in memory: the
+    // monitor has run (and its server been healthy most of) a few seconds.
+    for w in ["24h", "7d", "30d"] {
+        let a = v["availability"][w].as_f64();
+        assert!(a.is_some_and(|a| a > 0.0 && a <= 100.0), "{w}: {v}");
+        assert_eq!(v[format!("availability_{w}_percent")].as_f64(), a, "{v}");
+    }
     let (code, _, page) = get(status, "/", "", QUICK).expect("/");
     assert_eq!(code, 200);
     assert!(page.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
@@ -236,6 +244,63 @@ fn the_four_paths_answer_and_a_crash_is_counted() {
         page.contains("<td>restart</td>"),
         "the crash is an incident on the page\n{page}"
     );
+    // `status --json` reads the files, `/status.json` memory: the same
+    // figure for the same history. While healthy the figure only grows, so
+    // the one read from the files lies between two served around it (give
+    // or take a few ms of clock).
+    let served = || {
+        let (_, _, body) = get(status, "/status.json", "", QUICK).unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let before = served();
+    let out = run(
+        &dir,
+        &settings(port, status, &[]),
+        &["status", "--json"],
+        QUICK,
+    );
+    let after = served();
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["availability_24h_percent", "availability_7d_percent"] {
+        let f = |v: &serde_json::Value| v[key].as_f64().unwrap();
+        let (a, b, r) = (f(&before), f(&after), f(&read));
+        assert!(b < 100.0, "the crash is downtime: {key} {b}");
+        assert!(
+            a - 0.05 <= r && r <= b + 0.05,
+            "{key}: served {a} then {b}, status --json {r} between"
+        );
+    }
+}
+
+#[test]
+fn a_paused_monitor_shows_the_paused_state() {
+    let dir = TestDir::new("status-paused");
+    let (m, port, status) = start(&dir, &[]);
+    let out = run(&dir, &settings(port, status, &[]), &["pause"], QUICK);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_for(SLOW, "state=\"paused\" 1 and paused 1", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_state{state=\"paused\"}") == Some(1.0)
+                && sample(&t, "server_monitor_paused") == Some(1.0)
+                && sample(&t, "server_monitor_state{state=\"healthy\"}") == Some(0.0)
+        })
+    });
+    let out = run(&dir, &settings(port, status, &[]), &["resume"], QUICK);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_for(SLOW, "healthy again after the resume", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_paused") == Some(0.0)
+                && sample(&t, "server_monitor_up") == Some(1.0)
+        })
+    });
 }
 
 #[test]
@@ -545,4 +610,30 @@ fn a_busy_status_address_is_a_runtime_error_naming_it() {
         m.dump()
     );
     drop(busy);
+}
+
+/// A MEMORY_LIMIT restart is counted as `cause="memory"` (the policy's
+/// trigger, not the cause's wording), and the memory shown is the group's.
+#[test]
+fn a_memory_limit_restart_counts_as_memory() {
+    let dir = TestDir::new("status-memory");
+    let (m, port, status) = start(&dir, &[("MEMORY_LIMIT", "100MB")]);
+    let (code, body) = http_get(port, "/leak?mb=150", Duration::from_secs(10)).expect("/leak");
+    assert_eq!(code, 200, "{body}");
+    m.wait_for(SLOW, "restarts_total{cause=\"memory\"} 1", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_restarts_total{cause=\"memory\"}") == Some(1.0)
+        })
+    });
+    let t = metrics(status).unwrap();
+    for cause in ["exit", "health"] {
+        let series = format!("server_monitor_restarts_total{{cause=\"{cause}\"}}");
+        assert_eq!(sample(&t, &series), Some(0.0), "{t}");
+    }
+    m.wait_for(SLOW, "the new server's memory shown", || {
+        metrics(status).is_some_and(|t| {
+            sample(&t, "server_monitor_server_memory_bytes").is_some_and(|b| b > 0.0)
+                && sample(&t, "server_monitor_up") == Some(1.0)
+        })
+    });
 }
