@@ -16,6 +16,9 @@ Figures, at CHECK_INTERVAL=1, HEALTH_TIMEOUT=1, FAILURE_THRESHOLD=3:
   CPU per check with MEMORY_LIMIT set, on a server with 1 and with 20
                      processes in its group, against without (the same
                      measurement; the limit far above what they use)
+  status listener    crash -> healthy and CPU per check with STATUS_LISTEN
+                     on and /metrics scraped every second, against off;
+                     RSS with it on
   size               of the static release binary
 Times are medians (with min and max) of --runs runs (at least 5).
 
@@ -145,8 +148,11 @@ class Run:
             subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
-def crash_to_healthy(args):
-    r = Run(args)
+def crash_to_healthy(args, extra_env=None, during=None):
+    """`during(run)`: started once the monitor runs, stopped by the returned
+    callable (the status figures' scraper)."""
+    r = Run(args, extra_env=extra_env)
+    stop_during = during(r) if during else (lambda: None)
     try:
         times = []
         for _ in range(args.runs):
@@ -164,6 +170,7 @@ def crash_to_healthy(args):
             wait_for(lambda: r.server_pid() != old, 5, "a new pid in server.pid")
         return times
     finally:
+        stop_during()
         r.stop()
 
 
@@ -199,12 +206,13 @@ def idle_memory(args):
         r.stop()
 
 
-def cpu_per_check(args, extra_env=None, spawn=0, seconds=None):
+def cpu_per_check(args, extra_env=None, spawn=0, seconds=None, during=None):
     """CPU per check at a short interval (many checks, so that the 10 ms
     accounting tick is small beside the total), and while idle. `spawn`:
     idle children the server starts first (/spawn?n=N), in its group."""
     interval, seconds = 0.02, seconds or args.cpu_seconds
     r = Run(args, interval=str(interval), extra_env=extra_env)
+    stop_during = during(r) if during else (lambda: None)
     try:
         if spawn:
             got = get(r.port, f"/spawn?n={spawn}", 5)
@@ -222,6 +230,7 @@ def cpu_per_check(args, extra_env=None, spawn=0, seconds=None):
         per_check_ms = (t1 - t0) / TICK * 1000 / max(1, c1 - c0)
         return per_check_ms, c1 - c0
     finally:
+        stop_during()
         r.stop()
 
 
@@ -310,6 +319,63 @@ def memory_cpu_per_check(args):
     return out
 
 
+def scraper(port_holder):
+    """A Prometheus-like client: GET /metrics once a second until stopped.
+    Returns a function that starts it for a Run and returns its stop()."""
+    def start(run):
+        done = threading.Event()
+        count = [0]
+
+        def scrape():
+            while not done.wait(1.0):
+                if get(port_holder[0], "/metrics", 2) is not None:
+                    count[0] += 1
+        t = threading.Thread(target=scrape, daemon=True)
+        t.start()
+
+        def stop():
+            done.set()
+            t.join(5)
+            if count[0] == 0:
+                raise RuntimeError("the status listener answered no scrape")
+        return stop
+    return start
+
+
+def status_figures(args):
+    """Crash -> healthy and CPU per check with STATUS_LISTEN on and /metrics
+    scraped every second, against off; RSS with it on after --status-seconds."""
+    port = [free_port()]
+    env = {"STATUS_LISTEN": f"127.0.0.1:{port[0]}"}
+    on = scraper(port)
+    crash_off = crash_to_healthy(args)
+    crash_on = crash_to_healthy(args, extra_env=env, during=on)
+    port[0] = free_port()
+    env = {"STATUS_LISTEN": f"127.0.0.1:{port[0]}"}
+    cpu_off, _ = cpu_per_check(args, seconds=args.status_seconds)
+    cpu_on, n = cpu_per_check(args, extra_env=env, seconds=args.status_seconds, during=on)
+    port[0] = free_port()
+    env = {"STATUS_LISTEN": f"127.0.0.1:{port[0]}"}
+    r = Run(args, extra_env=env)
+    stop = on(r)
+    try:
+        time.sleep(args.status_seconds)
+        rss = vm(r.proc.pid, "VmRSS")
+    finally:
+        stop()
+        r.stop()
+    return crash_off, crash_on, cpu_off, cpu_on, n, rss
+
+
+def print_status(figures):
+    crash_off, crash_on, cpu_off, cpu_on, n, rss = figures
+    print(f"crash -> healthy, no listener:        {fmt(crash_off)}")
+    print(f"crash -> healthy, listener + scrapes:  {fmt(crash_on)}")
+    print(f"CPU per check, no listener:           {cpu_off:.3f} ms")
+    print(f"CPU per check, listener + 1 scrape/s: {cpu_on:.3f} ms ({n} checks at 20 ms)")
+    print(f"RSS with the listener, scraped:       {rss / 1024:.2f} MiB")
+
+
 def print_memory(figures):
     for label, ms, n in figures:
         print(f"CPU per check, {label + ':':28s} {ms:.3f} ms ({n} checks at 20 ms)")
@@ -345,6 +411,10 @@ def main():
                    help="only the heartbeat figures (CPU per check with and without, per ping)")
     p.add_argument("--memory-seconds", type=float, default=10,
                    help="seconds of checks for each MEMORY_LIMIT figure")
+    p.add_argument("--status-seconds", type=float, default=10,
+                   help="seconds of checks for each status-listener figure")
+    p.add_argument("--status-only", action="store_true",
+                   help="only the status listener figures (on and scraped against off)")
     p.add_argument("--memory-only", action="store_true",
                    help="only the CPU per check with and without MEMORY_LIMIT")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -381,6 +451,12 @@ def main():
         return
     print("settings: CHECK_INTERVAL=1 HEALTH_TIMEOUT=1 FAILURE_THRESHOLD=3; "
           "the demo server takes 0.06 s to start (--startup-delay 0.06)")
+    if args.status_only:
+        figures = status_figures(args)
+        print_status(figures)
+        if args.json:
+            print(json.dumps({"status_listener": figures}))
+        return
     if args.memory_only:
         figures = memory_cpu_per_check(args)
         print_memory(figures)
@@ -399,6 +475,8 @@ def main():
     print(f"CPU between checks:         {idle:.1f} ms in {args.idle_seconds:.0f} s idle")
     beat = heartbeat_cpu(args)
     print_heartbeat(beat)
+    listener = status_figures(args)
+    print_status(listener)
     rss, hwm = idle_memory(args)
     print(f"RSS after {args.minute:.0f} s of checks:  {rss / 1024:.2f} MiB (peak {hwm / 1024:.2f} MiB)")
     size = os.path.getsize(args.monitor)
@@ -409,6 +487,7 @@ def main():
             "cpu_per_check_ms": per_check, "cpu_idle_ms": idle,
             "heartbeat_cpu_per_check_ms": beat[:2], "cpu_per_ping_ms": beat[2],
             "memory_cpu_per_check_ms": {l: ms for l, ms, _ in memory},
+            "status_listener": listener,
             "rss_kib": rss, "hwm_kib": hwm, "binary_bytes": size,
         }))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures the static release binary from outside (see scripts/bench.py for
 # what and how). Builds the release binaries first unless NO_BUILD=1.
-# Usage: scripts/bench.sh [--runs N] [--minute SECS] [--heartbeat-only] [--memory-only] [--json]
+# Usage: scripts/bench.sh [--runs N] [--minute SECS] [--heartbeat-only] [--memory-only] [--status-only] [--json]
 #        scripts/bench.sh --compare [--install] [--peers ours,monit,supervisor] [--window SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
