@@ -15,7 +15,7 @@
 //! Not here: what a pause does (`escalation`, the policy's `Event::Pause`).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,13 +58,7 @@ pub fn take_requests(dir: &Path) -> Vec<Request> {
 /// request could not be made or no answer came in time (exit 1).
 pub fn run(cfg: &Config, pause: bool, length: Option<Duration>) -> Result<(), ClientError> {
     let dir = &cfg.log.log_dir;
-    let Some(pid) = crate::lock::lock_holder(dir) else {
-        return Err(ClientError::NoMonitor(dir.clone()));
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+    let (pid, nanos) = crate::restart::find_monitor(dir)?;
     let request = Request {
         id: format!("{nanos:024}-{}", std::process::id()),
         by: crate::restart::requester(),

@@ -208,16 +208,24 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-/// `server-monitor restart`.
-pub fn run(cfg: &Config) -> Result<(), ClientError> {
-    let dir = &cfg.log.log_dir;
+/// The client's first steps, for `restart` and `pause`/`resume`: the pid of
+/// the monitor running with `dir` (or [`ClientError::NoMonitor`]) and the
+/// time now in nanoseconds since the epoch, for a request id.
+pub fn find_monitor(dir: &Path) -> Result<(u32, u128), ClientError> {
     let Some(pid) = crate::lock::lock_holder(dir) else {
-        return Err(ClientError::NoMonitor(dir.clone()));
+        return Err(ClientError::NoMonitor(dir.to_path_buf()));
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
+    Ok((pid, nanos))
+}
+
+/// `server-monitor restart`.
+pub fn run(cfg: &Config) -> Result<(), ClientError> {
+    let dir = &cfg.log.log_dir;
+    let (pid, nanos) = find_monitor(dir)?;
     let request = Request {
         id: format!("{}-{nanos}", std::process::id()),
         by: requester(),
